@@ -1,0 +1,76 @@
+"""`robot-detector bench`: per-stage latency (median, p95) and throughput of each engine."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .engines import create_engine
+from .model import Model
+from .predictor import Predictor
+
+WARMUP_FRAMES = 3
+
+
+def summary(values_ms) -> dict:
+    return {"median_ms": round(float(np.median(values_ms)), 3),
+            "p95_ms": round(float(np.percentile(values_ms, 95)), 3)}
+
+
+def bench_frames(count: int, width: int = 640, height: int = 480) -> list:
+    """A few distinct camera-sized frames (smooth gradients and noise) to cycle through."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    frames = []
+    for _ in range(min(count, 4)):
+        noise = rng.normal(0, 30, (height, width, 3)).astype(np.float32)
+        frames.append(np.clip(ramp * rng.uniform(0.3, 1.0, 3) + noise, 0, 255).astype(np.uint8))
+    return frames
+
+
+def bench_engine(model: Model, engine: str, device: str, frames: int) -> dict:
+    predictor = Predictor(create_engine(model, engine, device))
+    images = bench_frames(frames)
+    for i in range(WARMUP_FRAMES):
+        predictor.predict(images[i % len(images)])
+    stages = {"preprocess": [], "inference": [], "decode": [], "end_to_end": []}
+    started = time.perf_counter()
+    for i in range(frames):
+        t0 = time.perf_counter()
+        prediction = predictor.predict(images[i % len(images)])
+        stages["end_to_end"].append((time.perf_counter() - t0) * 1e3)
+        stages["preprocess"].append(prediction.preprocess_ms)
+        stages["inference"].append(prediction.inference_ms)
+        stages["decode"].append(prediction.decode_ms)
+    elapsed = time.perf_counter() - started
+    return {"engine": predictor.engine.name, "device": predictor.engine.device, "model": model.name,
+            "frames": frames, "fps": round(frames / elapsed, 2),
+            "stages": {name: summary(values) for name, values in stages.items()}}
+
+
+def print_table(results: list) -> None:
+    baseline = next((r for r in results if r["engine"] == "chainer" and r["device"] == "cpu"), None)
+    print(f"model {results[0]['model']}, {results[0]['frames']} frames each; milliseconds as median / p95")
+    print(f"{'engine':<12} {'device':<6} {'preprocess':>14} {'inference':>16} {'decode':>12} {'end to end':>16} {'fps':>7}  speed-up")
+    for r in results:
+        s = r["stages"]
+        cell = {name: f"{s[name]['median_ms']:.2f} / {s[name]['p95_ms']:.2f}" for name in s}
+        speedup = (f"{baseline['stages']['inference']['median_ms'] / s['inference']['median_ms']:.1f}x"
+                   if baseline else "-")
+        print(f"{r['engine']:<12} {r['device']:<6} {cell['preprocess']:>14} {cell['inference']:>16} "
+              f"{cell['decode']:>12} {cell['end_to_end']:>16} {r['fps']:>7.1f}  {speedup}")
+    if baseline:
+        print("speed-up: inference median of the Chainer CPU engine (the seed's path) / this engine's")
+
+
+def run_bench(model: Model, engines: list, device: str, frames: int, as_json: bool) -> list:
+    results = []
+    for engine in engines:
+        result = bench_engine(model, engine, device, frames)
+        results.append(result)
+        if as_json:
+            print(json.dumps(result), flush=True)
+    if not as_json:
+        print_table(results)
+    return results

@@ -1,0 +1,85 @@
+"""The network as a Chainer Chain, built from a NetworkSpec; runs on NumPy or CuPy."""
+from __future__ import annotations
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+
+from .cfg import Connected, Convolutional, Crop, MaxPool
+from .model import Model
+
+DARKNET_BN_EPSILON = 1e-6
+
+
+class DarknetBatchNorm(chainer.Link):
+    """Darknet's test-time batch norm: scale * (x - mean) / (sqrt(var) + eps) + bias.
+
+    The epsilon goes after the square root (unlike L.BatchNormalization), so this is its own link.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        with self.init_scope():
+            self.scale = chainer.Parameter(np.ones(size, np.float32))
+            self.bias = chainer.Parameter(np.zeros(size, np.float32))
+        self.add_persistent("mean", np.zeros(size, np.float32))
+        self.add_persistent("variance", np.ones(size, np.float32))
+
+    def forward(self, x):
+        xp = self.xp
+        factor = self.scale.array / (xp.sqrt(self.variance) + DARKNET_BN_EPSILON)
+        shift = self.bias.array - self.mean * factor
+        return F.bias(F.scale(x, factor, axis=1), shift, axis=1)
+
+
+def _activate(x, activation: str):
+    if activation == "leaky":
+        return F.leaky_relu(x, slope=0.1)
+    if activation == "relu":
+        return F.relu(x)
+    return x
+
+
+class TinyYoloV1(chainer.Chain):
+    """Tiny-YOLO v1 (either variant) as described by its cfg. Input: (N, C, H, W) float32 RGB in
+    [0, 1]; output: (N, 1470) raw detection-layer values."""
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.spec = model.spec
+        with self.init_scope():
+            for index, layer in enumerate(self.spec.layers):
+                p = model.params[index]
+                if isinstance(layer, Convolutional):
+                    bn = layer.batch_normalize
+                    conv = L.Convolution2D(layer.in_channels, layer.filters, layer.size, layer.stride,
+                                           layer.pad, nobias=bn, initialW=p["weights"],
+                                           initial_bias=None if bn else p["biases"])
+                    setattr(self, f"conv{index}", conv)
+                    if bn:
+                        norm = DarknetBatchNorm(layer.filters)
+                        norm.scale.array[...] = p["scales"]
+                        norm.bias.array[...] = p["biases"]
+                        norm.mean[...] = p["rolling_mean"]
+                        norm.variance[...] = p["rolling_variance"]
+                        setattr(self, f"norm{index}", norm)
+                elif isinstance(layer, Connected):
+                    setattr(self, f"fc{index}", L.Linear(layer.inputs, layer.outputs,
+                                                         initialW=p["weights"], initial_bias=p["biases"]))
+
+    def forward(self, x):
+        for index, layer in enumerate(self.spec.layers):
+            if isinstance(layer, Crop):
+                x = x * 2 - 1
+            elif isinstance(layer, Convolutional):
+                x = getattr(self, f"conv{index}")(x)
+                if layer.batch_normalize:
+                    x = getattr(self, f"norm{index}")(x)
+                x = _activate(x, layer.activation)
+            elif isinstance(layer, MaxPool):
+                x = F.max_pooling_2d(x, layer.size, layer.stride, cover_all=False)
+            elif isinstance(layer, Connected):
+                x = _activate(getattr(self, f"fc{index}")(x), layer.activation)
+            # dropout is the identity at test time; the detection layer only interprets its input
+        return x

@@ -1,0 +1,155 @@
+"""The `robot-detector` command: argument parsing and error reporting, nothing else.
+
+Every UserError becomes one clear message on stderr and its exit code; no user-facing command
+ends in a bare traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import EX_FAILURE, UserError
+
+log = logging.getLogger("robot-detector")
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, found '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, found {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, found '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, found {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--weights, --cfg, --engine, --device (and --threshold, --nms when `defaults`)."""
+    from .engines import ENGINES
+    parser.add_argument("--weights", help="Darknet .weights or seed .npz (default: the model file in weights/)")
+    parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
+    parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
+    parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
+    if defaults:
+        parser.add_argument("--threshold", type=fraction, default=0.2, help="class probability threshold (default 0.2)")
+        parser.add_argument("--nms", type=fraction, default=0.5, help="per-class NMS IoU (default 0.5)")
+
+
+def cmd_detect(args) -> int:
+    from .detect import run_detect
+    from .engines import create_engine
+    from .predictor import Predictor
+    from .weights import load_model
+    engine = create_engine(load_model(args.weights, args.cfg), args.engine, args.device)
+    run_detect(Predictor(engine, args.threshold, args.nms), args.images, args.json, args.save_raw, args.annotate)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    from .engines import ENGINES, GPU_ENGINES
+    from .model import planted_model
+    from .weights import load_model, shipped_specs
+    if args.weights:
+        model = load_model(args.weights, args.cfg)
+    else:
+        specs = shipped_specs()
+        if args.model not in specs:
+            raise UserError(f"--model must be one of {', '.join(specs)}, found '{args.model}'")
+        # Speed does not depend on parameter values; planted persons give decode realistic work.
+        model = planted_model(specs[args.model], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+    if args.engine in (None, "all"):
+        engines = list(GPU_ENGINES) if args.device not in ("cpu", "auto") else list(ENGINES)
+    else:
+        engines = [name.strip() for name in args.engine.split(",") if name.strip()]
+    if not args.json:
+        print(f"weights: {model.source}")
+    run_bench(model, engines, args.device, args.frames, args.json)
+    return 0
+
+
+def cmd_weights_verify(args) -> int:
+    from .weights import verify
+    report = verify(args.path, args.cfg)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>10}: {value}")
+    return 0
+
+
+def cmd_weights_fetch(args) -> int:
+    from .weights import PRETRAINED, fetch
+    models = [p.cfg for p in PRETRAINED] if args.model == "all" else [args.model]
+    for item in fetch(args.dest, models):
+        note = "" if item["sha256_pinned"] else " (size checked; no sha256 is pinned for this file yet)"
+        print(f"saved {item['path']}: {item['bytes']:,} bytes, sha256 {item['sha256']}{note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .weights import PRETRAINED, WEIGHTS_DIR
+    parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    detect = commands.add_parser("detect", help="detect objects in still images")
+    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    add_model_arguments(detect)
+    detect.add_argument("--json", action="store_true", help="one JSON object per image")
+    detect.add_argument("--save-raw", metavar="FILE.npy", help="save the raw network outputs (float32)")
+    detect.add_argument("--annotate", metavar="OUT.png", help="save the image with boxes drawn")
+    detect.set_defaults(handler=cmd_detect)
+
+    bench = commands.add_parser("bench", help="measure per-stage latency of the engines")
+    add_model_arguments(bench, defaults=False)
+    bench.set_defaults(engine="all")
+    bench.add_argument("--model", default="yolo-tiny",
+                       help="shipped cfg to benchmark with generated weights when --weights is not given")
+    bench.add_argument("--frames", type=positive_int, default=50)
+    bench.add_argument("--json", action="store_true", help="one JSON object per engine")
+    bench.set_defaults(handler=cmd_bench)
+
+    weights = commands.add_parser("weights", help="check or download model weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    verify = weights_commands.add_parser("verify", help="say what a weights file is and whether it loads")
+    verify.add_argument("path")
+    verify.add_argument("--cfg")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_weights_verify)
+    fetch = weights_commands.add_parser("fetch", help="download the public pretrained weights")
+    fetch.add_argument("--dest", default=str(WEIGHTS_DIR))
+    fetch.add_argument("--model", default="yolov1-tiny", choices=[p.cfg for p in PRETRAINED] + ["all"])
+    fetch.set_defaults(handler=cmd_weights_fetch)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"robot-detector: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug, not bad input: say so briefly; the traceback is in the debug log
+        log.debug("unexpected error", exc_info=True)
+        print(f"robot-detector: internal error: {type(error).__name__}: {error} "
+              "(run with --log-level debug for details, and please report it)", file=sys.stderr)
+        return EX_FAILURE
