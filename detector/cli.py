@@ -94,7 +94,7 @@ def cmd_weights_verify(args) -> int:
 def cmd_weights_fetch(args) -> int:
     from .weights import PRETRAINED, fetch
     models = [p.cfg for p in PRETRAINED] if args.model == "all" else [args.model]
-    for item in fetch(args.dest, models):
+    for item in fetch(args.dest, models, args.mirror):
         note = "" if item["sha256_pinned"] else " (size checked; no sha256 is pinned for this file yet)"
         print(f"saved {item['path']}: {item['bytes']:,} bytes, sha256 {item['sha256']}{note}")
     return 0
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = weights_commands.add_parser("fetch", help="download the public pretrained weights")
     fetch.add_argument("--dest", default=str(WEIGHTS_DIR))
     fetch.add_argument("--model", default="yolov1-tiny", choices=[p.cfg for p in PRETRAINED] + ["all"])
+    fetch.add_argument("--mirror", metavar="URL", help="base URL of a mirror holding the same file names")
     fetch.set_defaults(handler=cmd_weights_fetch)
     return parser
 

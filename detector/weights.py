@@ -227,8 +227,9 @@ def verify(path, cfg_path=None) -> dict:
             "pretrained": pinned[0].filename if pinned else None, "loads": True}
 
 
-def fetch(dest, models=("yolov1-tiny",), timeout_s: float = 30.0) -> list:
-    """Download public pretrained files into `dest`, checking size (and sha256 where pinned)."""
+def fetch(dest, models=("yolov1-tiny",), mirror: str | None = None, timeout_s: float = 30.0) -> list:
+    """Download public pretrained files into `dest`, checking size (and sha256 where pinned).
+    `mirror`: a base URL holding the same file names (a local mirror for offline sites)."""
     import urllib.error
     import urllib.request
     dest = Path(dest)
@@ -236,21 +237,22 @@ def fetch(dest, models=("yolov1-tiny",), timeout_s: float = 30.0) -> list:
     fetched = []
     for item in (p for p in PRETRAINED if p.cfg in models):
         target, partial = dest / item.filename, dest / (item.filename + ".part")
+        url = f"{mirror.rstrip('/')}/{item.filename}" if mirror else item.url
         try:
-            with urllib.request.urlopen(item.url, timeout=timeout_s) as response, open(partial, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response, open(partial, "wb") as out:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
         except (urllib.error.URLError, OSError) as error:
             partial.unlink(missing_ok=True)
             reason = getattr(error, "reason", error)
-            raise UserError(f"Could not download {item.url}: {reason}. This machine seems to be offline or "
+            raise UserError(f"Could not download {url}: {reason}. This machine seems to be offline or "
                             f"the server is unreachable. Download the file on a machine with internet access "
                             f"and copy it to {target} (expected size {item.size:,} bytes).") from None
         size = partial.stat().st_size
         digest = sha256_of(partial)
         if size != item.size or (item.sha256 and digest != item.sha256):
             partial.unlink()
-            raise UserError(f"Downloaded {item.url} is {size:,} bytes with sha256 {digest}; expected "
+            raise UserError(f"Downloaded {url} is {size:,} bytes with sha256 {digest}; expected "
                             f"{item.size:,} bytes{' and sha256 ' + item.sha256 if item.sha256 else ''}. "
                             "Nothing was saved; try again later.")
         partial.replace(target)
