@@ -100,13 +100,62 @@ def cmd_weights_fetch(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from dataclasses import replace
+    from .config import Config, load_config
+    from .service import run_service
+    overrides = {key: getattr(args, key, None) for key in Config.__dataclass_fields__}
+    config = load_config(args.config, overrides)
+    if args.no_http:
+        config = replace(config, http=None)
+    logging.getLogger().setLevel(config.log_level.upper())
+    return run_service(config)
+
+
+def cmd_view(args) -> int:
+    from .view import run_view
+    return run_view(args.connect, args.topic, args.count, args.timeout)
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Every option is also a key of the TOML config; None means 'not given here'."""
+    run.add_argument("--config", metavar="FILE", help="TOML config file (command-line options override it)")
+    run.add_argument("--source", help="camera index (0), video file, rtsp/http URL, or 'synthetic' (default 0)")
+    run.add_argument("--loop", action="store_const", const=True, help="replay a video file when it ends")
+    add_model_arguments(run, defaults=False)
+    run.set_defaults(device=None)
+    run.add_argument("--threshold", type=fraction, help="class probability threshold (default 0.2)")
+    run.add_argument("--nms", type=fraction, help="per-class NMS IoU (default 0.5)")
+    run.add_argument("--classes", help="comma-separated classes to publish in `detections` (default all)")
+    run.add_argument("--pub", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
+    run.add_argument("--http", metavar="HOST:PORT", help="debug stream address (default 127.0.0.1:8080)")
+    run.add_argument("--no-http", action="store_true", help="no debug stream")
+    run.add_argument("--max-frames", type=positive_int, help="stop after N processed frames")
+    run.add_argument("--demo", action="store_const", const=True,
+                     help="synthetic source and generated weights reporting a planted person")
+    run.set_defaults(handler=cmd_run, log_level=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .weights import PRETRAINED, WEIGHTS_DIR
-    parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.",
+                                     parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    detect = commands.add_parser("detect", help="detect objects in still images")
+    run = commands.add_parser("run", parents=[common], help="the daemon: camera -> detector -> ZeroMQ + debug stream")
+    add_run_arguments(run)
+
+    view = commands.add_parser("view", parents=[common], help="print the daemon's messages, one a line")
+    view.add_argument("--connect", default="tcp://127.0.0.1:5556", help="endpoint (default tcp://127.0.0.1:5556)")
+    view.add_argument("--topic", action="append", choices=["person", "detections", "status"],
+                      help="topic to print (repeatable; default all)")
+    view.add_argument("--count", type=positive_int, help="exit after N messages")
+    view.add_argument("--timeout", type=float, help="exit after this many seconds without a message")
+    view.set_defaults(handler=cmd_view)
+
+    detect = commands.add_parser("detect", parents=[common], help="detect objects in still images")
     detect.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_arguments(detect)
     detect.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -114,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--annotate", metavar="OUT.png", help="save the image with boxes drawn")
     detect.set_defaults(handler=cmd_detect)
 
-    bench = commands.add_parser("bench", help="measure per-stage latency of the engines")
+    bench = commands.add_parser("bench", parents=[common], help="measure per-stage latency of the engines")
     add_model_arguments(bench, defaults=False)
     bench.set_defaults(engine="all")
     bench.add_argument("--model", default="yolo-tiny",
@@ -123,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="one JSON object per engine")
     bench.set_defaults(handler=cmd_bench)
 
-    weights = commands.add_parser("weights", help="check or download model weights")
+    weights = commands.add_parser("weights", parents=[common], help="check or download model weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
-    verify = weights_commands.add_parser("verify", help="say what a weights file is and whether it loads")
+    verify = weights_commands.add_parser("verify", parents=[common], help="say what a weights file is and whether it loads")
     verify.add_argument("path")
     verify.add_argument("--cfg")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_weights_verify)
-    fetch = weights_commands.add_parser("fetch", help="download the public pretrained weights")
+    fetch = weights_commands.add_parser("fetch", parents=[common], help="download the public pretrained weights")
     fetch.add_argument("--dest", default=str(WEIGHTS_DIR))
     fetch.add_argument("--model", default="yolov1-tiny", choices=[p.cfg for p in PRETRAINED] + ["all"])
     fetch.add_argument("--mirror", metavar="URL", help="base URL of a mirror holding the same file names")
@@ -141,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=(args.log_level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
     except UserError as error:

@@ -35,7 +35,8 @@ class Detection(NamedTuple):
         return left, top, right, bottom
 
     def to_dict(self) -> dict:
-        return self._asdict()
+        """The wire form: floats rounded to 6 decimals (float32 precision; keeps messages short)."""
+        return {key: round(value, 6) if isinstance(value, float) else value for key, value in self._asdict().items()}
 
 
 def decode_boxes(raw: np.ndarray, side: int = 7, num: int = 2, classes: int = 20) -> tuple:

@@ -1,0 +1,126 @@
+"""The daemon's configuration: one validated object built from defaults, a TOML file and the
+command line (in that order of precedence, the command line winning)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from .decode import VOC_CLASSES
+from .errors import EX_CONFIG, UserError
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "0"               # camera index, video file, URL, or "synthetic"
+    loop: bool = False              # restart a video file at its end instead of reporting camera_lost
+    weights: str | None = None
+    cfg: str | None = None
+    engine: str | None = None       # None: the fastest CPU engine
+    device: str = "cpu"
+    threshold: float = 0.2
+    nms: float = 0.5
+    classes: tuple = ()             # classes published in `detections`; () = all
+    pub: str = "tcp://127.0.0.1:5556"
+    http: str | None = "127.0.0.1:8080"
+    max_frames: int | None = None
+    log_level: str = "info"
+    demo: bool = False
+    track_iou: float = 0.3          # overlap that keeps the lock on the same person
+    track_grace_s: float = 0.5      # how long a lost target is held before `found` goes false
+    smoothing: float = 0.0          # 0: raw boxes; towards 1: heavier exponential smoothing
+    status_interval_s: float = 1.0
+    send_hwm: int = 10              # ZeroMQ send queue per subscriber, in messages
+    jpeg_quality: int = 80
+
+    @property
+    def http_address(self) -> tuple | None:
+        if self.http is None:
+            return None
+        host, _, port = self.http.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _fail(key: str, expected: str, value) -> UserError:
+    return UserError(f"config: '{key}' must be {expected}, found {value!r}", EX_CONFIG)
+
+
+def _fraction(key, value, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 or (high_open and value == 1):
+        raise _fail(key, "a number in [0, 1" + (")" if high_open else "]"), value)
+    return float(value)
+
+
+def validate(config: Config) -> Config:
+    """Check every value; return a normalised copy or raise UserError (exit code 78)."""
+    c = config
+    if not isinstance(c.source, str) or not c.source:
+        raise _fail("source", "a camera index, a file, a URL or 'synthetic'", c.source)
+    if c.device not in ("cpu", "auto") and not re.fullmatch(r"gpu(:\d+)?", str(c.device)):
+        raise _fail("device", "cpu, gpu, gpu:N or auto", c.device)
+    threshold, nms = _fraction("threshold", c.threshold), _fraction("nms", c.nms)
+    track_iou, smoothing = _fraction("track_iou", c.track_iou), _fraction("smoothing", c.smoothing, high_open=True)
+    classes = tuple(c.classes.split(",")) if isinstance(c.classes, str) else tuple(c.classes)
+    classes = tuple(name.strip() for name in classes if name.strip())
+    unknown = [name for name in classes if name not in VOC_CLASSES]
+    if unknown:
+        raise _fail("classes", f"names from: {', '.join(VOC_CLASSES)}", ",".join(unknown))
+    if not re.fullmatch(r"(tcp://[^\s]+:\d+|ipc://\S+|inproc://\S+)", str(c.pub)):
+        raise _fail("pub", "a ZeroMQ endpoint like tcp://127.0.0.1:5556", c.pub)
+    if c.http is not None:
+        match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d+)", str(c.http))
+        if not match or not 0 <= int(match.group(2)) <= 65535:
+            raise _fail("http", "HOST:PORT like 127.0.0.1:8080", c.http)
+    for key in ("max_frames", "send_hwm", "jpeg_quality"):
+        value = getattr(c, key)
+        if value is None and key == "max_frames":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _fail(key, "a positive whole number", value)
+    if not 1 <= c.jpeg_quality <= 100:
+        raise _fail("jpeg_quality", "a whole number from 1 to 100", c.jpeg_quality)
+    for key in ("track_grace_s", "status_interval_s"):
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise _fail(key, "a number of seconds >= 0", value)
+    if c.log_level not in ("debug", "info", "warning", "error"):
+        raise _fail("log_level", "debug, info, warning or error", c.log_level)
+    for key in ("loop", "demo"):
+        if not isinstance(getattr(c, key), bool):
+            raise _fail(key, "true or false", getattr(c, key))
+    return replace(c, threshold=threshold, nms=nms, track_iou=track_iou, smoothing=smoothing, classes=classes,
+                   track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s))
+
+
+def read_toml(path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except OSError as error:
+        raise UserError(f"cannot read config file {path}: {error.strerror}", EX_CONFIG) from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"config file {path} is not valid TOML: {error}", EX_CONFIG) from None
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    if unknown:
+        raise UserError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys: "
+                        f"{', '.join(FIELD_TYPES)}", EX_CONFIG)
+    if isinstance(values.get("source"), int) and not isinstance(values.get("source"), bool):
+        values["source"] = str(values["source"])  # `source = 0` is a camera index
+    if values.get("http") is False:
+        values["http"] = None
+    return values
+
+
+def load_config(path=None, overrides: dict | None = None) -> Config:
+    """Defaults, then the TOML file at `path`, then `overrides` (CLI values that were given)."""
+    values = read_toml(Path(path)) if path else {}
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    return validate(Config(**values))

@@ -1,0 +1,40 @@
+"""ZeroMQ publishing of `person`, `detections` and `status` messages (schema: robot_client.protocol)."""
+from __future__ import annotations
+
+import logging
+
+import zmq
+
+from robot_client import protocol
+
+from .errors import EX_CONFIG, UserError
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(self, endpoint: str, send_hwm: int = 10, context: zmq.Context | None = None):
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.PUB)
+        # A slow or dead subscriber costs at most `send_hwm` queued messages; PUB drops the rest.
+        self.socket.setsockopt(zmq.SNDHWM, send_hwm)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self.socket.bind(endpoint)
+        except zmq.ZMQError as error:
+            self.socket.close()
+            raise UserError(f"cannot bind the ZeroMQ publisher to {endpoint}: {error}. Is another "
+                            "robot-detector running? Choose another endpoint with --pub.", EX_CONFIG) from None
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sent = 0
+
+    def send(self, topic: str, payload: dict) -> None:
+        try:
+            self.socket.send(protocol.encode(topic, payload), zmq.NOBLOCK)
+            self.sent += 1
+        except zmq.Again:  # PUB never blocks, but be explicit: a full queue drops, never waits
+            pass
+
+    def close(self) -> None:
+        # A short linger lets the final `stopping` status leave; it bounds shutdown time too.
+        self.socket.close(linger=300)

@@ -1,0 +1,94 @@
+"""The wire schema of robot-detector's ZeroMQ messages: the one definition both sides use.
+
+A message is ONE frame: an ASCII topic, one space, a UTF-8 JSON object. Single-frame messages let
+a subscriber use ZMQ_CONFLATE and see only the newest one. Times are Unix seconds; coordinates
+are fractions of the frame (x, y: box centre; w, h: box size).
+
+Python 3.5 compatible (the daemon imports it too), standard library only.
+"""
+import json
+
+VERSION = 1
+PERSON, DETECTIONS, STATUS = "person", "detections", "status"
+TOPICS = (PERSON, DETECTIONS, STATUS)
+STATES = ("starting", "running", "camera_lost", "stopping")
+
+NUMBER = (int, float)
+# Fields of each topic and the types they may hold (None: null allowed).
+PERSON_TARGET_FIELDS = ("x", "y", "w", "h", "area", "offset_x", "confidence")
+SCHEMA = {
+    PERSON: {"v": int, "seq": int, "t_capture": NUMBER, "t_publish": NUMBER, "frame_w": int,
+             "frame_h": int, "found": bool,
+             "x": NUMBER + (type(None),), "y": NUMBER + (type(None),), "w": NUMBER + (type(None),),
+             "h": NUMBER + (type(None),), "area": NUMBER + (type(None),),
+             "offset_x": NUMBER + (type(None),), "confidence": NUMBER + (type(None),)},
+    DETECTIONS: {"v": int, "seq": int, "t_capture": NUMBER, "t_publish": NUMBER, "frame_w": int,
+                 "frame_h": int, "detections": list},
+    STATUS: {"v": int, "t": NUMBER, "state": str, "fps": NUMBER, "latency_ms": dict, "frames": int,
+             "dropped": int, "engine": str, "device": str, "demo": bool},
+}
+DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
+                    "w": NUMBER, "h": NUMBER}
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this schema."""
+
+
+def encode(topic, payload):
+    """(topic, dict) -> the single message frame as bytes."""
+    if topic not in TOPICS:
+        raise ProtocolError("unknown topic {!r}".format(topic))
+    return topic.encode("ascii") + b" " + json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode(frame):
+    """The message frame (bytes) -> (topic, dict), checked against the schema."""
+    if not isinstance(frame, bytes):
+        raise ProtocolError("expected bytes, got {}".format(type(frame).__name__))
+    topic, sep, body = frame.partition(b" ")
+    if not sep:
+        raise ProtocolError("expected 'topic json', found no space")
+    try:
+        topic = topic.decode("ascii")
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ProtocolError("unreadable message: {}".format(error))
+    validate(topic, payload)
+    return topic, payload
+
+
+def _check_fields(payload, fields, what):
+    if not isinstance(payload, dict):
+        raise ProtocolError("{}: expected a JSON object, found {}".format(what, type(payload).__name__))
+    for name, types in fields.items():
+        if name not in payload:
+            raise ProtocolError("{}: missing field '{}'".format(what, name))
+        value = payload[name]
+        # bool is an int in Python: only accept it where bool is what is asked for
+        if isinstance(value, bool) and types is not bool:
+            raise ProtocolError("{}: field '{}' must not be a boolean".format(what, name))
+        if not isinstance(value, types):
+            raise ProtocolError("{}: field '{}' has type {}".format(what, name, type(value).__name__))
+
+
+def validate(topic, payload):
+    """Raise ProtocolError unless `payload` is a valid message of `topic`."""
+    if topic not in SCHEMA:
+        raise ProtocolError("unknown topic {!r}".format(topic))
+    _check_fields(payload, SCHEMA[topic], topic)
+    if payload["v"] != VERSION:
+        raise ProtocolError("{}: version {} is not {}".format(topic, payload["v"], VERSION))
+    if topic == PERSON:
+        values = [payload[name] for name in PERSON_TARGET_FIELDS]
+        if payload["found"] and None in values:
+            raise ProtocolError("person: found is true but a position field is null")
+        if not payload["found"] and any(value is not None for value in values):
+            raise ProtocolError("person: found is false but position fields are set")
+    elif topic == DETECTIONS:
+        for index, item in enumerate(payload["detections"]):
+            _check_fields(item, DETECTION_FIELDS, "detections[{}]".format(index))
+    elif topic == STATUS:
+        if payload["state"] not in STATES:
+            raise ProtocolError("status: unknown state {!r}".format(payload["state"]))
+        _check_fields(payload["latency_ms"], {"p50": NUMBER, "p95": NUMBER}, "status.latency_ms")
