@@ -48,7 +48,7 @@ class SyntheticSource:
         self.count += 1
         frame = self.background.copy()
         w, h = self.width, self.height
-        cx = int(w * (0.62 + 0.05 * np.sin(t)))
+        cx = int(w * (0.62 + 0.015 * np.sin(t)))
         cv2.circle(frame, (cx, int(h * 0.25)), int(h * 0.06), (170, 190, 230), -1)                 # head
         cv2.rectangle(frame, (cx - int(w * 0.07), int(h * 0.31)), (cx + int(w * 0.07), int(h * 0.6)), (60, 60, 200), -1)
         cv2.rectangle(frame, (cx - int(w * 0.05), int(h * 0.6)), (cx + int(w * 0.05), int(h * 0.83)), (90, 50, 40), -1)

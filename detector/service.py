@@ -175,7 +175,7 @@ class Service:
                     self.process(frame)
                     t_last_frame = now
                     if self.stats.frames == 1:
-                        self.notifier.notify("READY=1", "STATUS=running")
+                        self.notifier.notify("READY=1", f"STATUS=running, {self.stats.frames} frame processed")
                     self.set_state("running")
                 self.notifier.watchdog()
                 if time.monotonic() - self._t_status >= config.status_interval_s:

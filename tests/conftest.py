@@ -48,3 +48,16 @@ def test_image(tmp_path_factory):
     import cv2
     cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8))
     return path
+
+
+def require_program(name):
+    """A system program the test drives for real: CI must have it (.ci/run installs it); a
+    user's machine without it skips the test with the reason."""
+    import shutil
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if path:
+        return path
+    message = f"{name} is not installed (scripts/install-system-deps installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

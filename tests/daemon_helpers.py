@@ -1,0 +1,114 @@
+"""Starting the real daemon as a user would (the console script), and listening to it with a
+plain pyzmq SUB socket."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from robot_client import protocol
+
+SCRIPT = str(Path(sys.executable).parent / "robot-detector")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Listener:
+    """A SUB socket collecting every message (topic, payload, raw) on a background thread."""
+
+    def __init__(self, endpoint, topics=protocol.TOPICS):
+        self.socket = zmq.Context.instance().socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode() + b" ")
+        self.socket.connect(endpoint)
+        self.messages = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            if self.socket.poll(50):
+                raw = self.socket.recv()
+                topic, _, body = raw.partition(b" ")
+                self.messages.append((topic.decode(), raw, time.monotonic()))
+
+    def of(self, topic):
+        return [protocol.decode(raw)[1] for t, raw, _ in list(self.messages) if t == topic]
+
+    def wait_for(self, predicate, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+
+
+class Daemon:
+    """`robot-detector run ...` on free loopback ports; `.pub`, `.http` say where."""
+
+    def __init__(self, *args, http=True, env=None):
+        self.pub = f"tcp://127.0.0.1:{free_port()}"
+        self.http_port = free_port() if http else None
+        http_args = ["--http", f"127.0.0.1:{self.http_port}"] if http else ["--no-http"]
+        self.args = [SCRIPT, "run", "--pub", self.pub, *http_args, *map(str, args)]
+        self.env = {**os.environ, **(env or {})}
+        self.process = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self):
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=self.env)
+        return self
+
+    def wait(self, timeout=60):
+        out, err = self.process.communicate(timeout=timeout)
+        self.stdout, self.stderr = out, err
+        return self.process.returncode
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def write_clip(path, frames=20, fps=10.0, size=(320, 240)):
+    """A real video file (MJPG in AVI) with a moving block, standing in for a webcam."""
+    import cv2
+    import numpy as np
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(frames):
+        image = np.full((size[1], size[0], 3), 60, np.uint8)
+        x = (i * 12) % (size[0] - 40)
+        image[80:160, x:x + 40] = (0, 180, 255)
+        writer.write(image)
+    writer.release()
+    return path

@@ -1,0 +1,279 @@
+"""The daemon end to end, with real sockets on loopback."""
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from daemon_helpers import Daemon, Listener, free_port, write_clip
+from robot_client import protocol
+
+
+def http_get(url, timeout=5):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_every_message_follows_the_schema(person_weights):
+    frames = 40
+    daemon = Daemon("--source", "synthetic", "--weights", person_weights["yolo-tiny"], "--max-frames", frames, http=False)
+    listener = Listener(daemon.pub)
+    try:
+        daemon.start()
+        assert daemon.wait(120) == 0, daemon.stderr
+        time.sleep(0.3)
+    finally:
+        listener.close()
+    persons, detections, statuses = listener.of("person"), listener.of("detections"), listener.of("status")
+    for topic, raw, _ in listener.messages:  # every field of every message, by the shared schema
+        protocol.decode(raw)
+    seqs = [m["seq"] for m in persons]
+    assert seqs == list(range(seqs[0], frames)) and seqs[0] <= 5  # strictly increasing, no repeats or gaps
+    assert [m["seq"] for m in detections] == seqs                  # one of each per processed frame
+    for m in persons:
+        assert m["found"] is True and m["t_capture"] <= m["t_publish"] <= time.time()
+        assert (m["frame_w"], m["frame_h"]) == (640, 480)
+    # the weights plant a person at (0.75, 0.4), 0.2 x 0.5: the published target is that place
+    last = persons[-1]
+    assert (last["x"], last["y"], last["w"], last["h"]) == pytest.approx((0.75, 0.4, 0.2, 0.5), abs=0.01)
+    assert last["offset_x"] == pytest.approx(0.5, abs=0.01) and last["area"] == pytest.approx(0.1, abs=0.01)
+    assert detections[-1]["detections"][0]["cls"] == "person"
+    # heartbeats: the run lasts ~2.7 s at the clip's 15 fps, so at least two running heartbeats
+    assert sum(s["state"] == "running" for s in statuses) >= 2
+    assert statuses[-1]["state"] == "stopping" and statuses[-1]["frames"] == frames
+    assert statuses[-1]["engine"] == "onnxruntime" and statuses[-1]["demo"] is False
+
+
+def test_no_person_publishes_found_false(tmp_path):
+    from darknet_files import make_params, write_weights
+    layers = make_params("yolov1-tiny", seed=4, last_layer=(np.zeros((1470, 12544)), np.zeros(1470)))
+    write_weights(tmp_path / "empty.weights", layers)
+    daemon = Daemon("--source", "synthetic", "--weights", tmp_path / "empty.weights", "--max-frames", 10, http=False)
+    listener = Listener(daemon.pub, topics=["person"])
+    try:
+        daemon.start()
+        assert daemon.wait(120) == 0, daemon.stderr
+        time.sleep(0.2)
+    finally:
+        listener.close()
+    persons = listener.of("person")
+    assert persons and all(m["found"] is False for m in persons)
+    assert all(m[k] is None for m in persons for k in protocol.PERSON_TARGET_FIELDS)
+
+
+def read_mjpeg_parts(url, count, timeout=20):
+    """Read `count` JPEG parts from a multipart/x-mixed-replace response with a real HTTP client."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert response.headers.get_content_type() == "multipart/x-mixed-replace"
+        boundary = response.headers.get_param("boundary").encode()
+        parts = []
+        while len(parts) < count:
+            line = response.readline()
+            if line.strip() != b"--" + boundary:
+                continue
+            headers = {}
+            while (line := response.readline().strip()):
+                key, _, value = line.decode().partition(":")
+                headers[key.lower()] = value.strip()
+            assert headers["content-type"] == "image/jpeg"
+            parts.append(response.read(int(headers["content-length"])))
+        return parts
+
+
+def test_http_debug_stream(person_weights):
+    with Daemon("--source", "synthetic", "--weights", person_weights["yolov1-tiny"]) as daemon:
+        listener = Listener(daemon.pub, topics=["person"])
+        try:
+            assert listener.wait_for(lambda l: len(l.of("person")) >= 3, 60), daemon.args
+        finally:
+            listener.close()
+        parts = read_mjpeg_parts(daemon.url + "/stream.mjpg", 3)
+        images = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
+        assert all(image is not None and image.shape == (480, 640, 3) for image in images)
+        # the target is drawn in red around the planted person (centre 0.75, 0.4 of the frame)
+        red = (images[-1][..., 2] > 200) & (images[-1][..., 1] < 60) & (images[-1][..., 0] < 60)
+        assert red[:, 400:560].sum() > 200
+        status, headers, body = http_get(daemon.url + "/snapshot.jpg")
+        assert status == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
+        status, _, body = http_get(daemon.url + "/status.json")
+        assert status == 200
+        protocol.validate("status", json.loads(body))
+        assert http_get(daemon.url + "/healthz")[0] == 200
+        status, headers, body = http_get(daemon.url + "/metrics")
+        assert status == 200 and headers.get_content_type() == "text/plain"
+        metrics = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if not line.startswith("#"))
+        assert float(metrics["robot_detector_frames_total"]) > 0
+        assert metrics['robot_detector_state{state="running"}'] == "1"
+        status, _, body = http_get(daemon.url + "/")
+        assert status == 200 and b'src="/stream.mjpg"' in body
+        assert http_get(daemon.url + "/nope")[0] == 404
+
+
+def test_frames_are_encoded_only_while_someone_watches(person_weights):
+    with Daemon("--source", "synthetic", "--weights", person_weights["yolov1-tiny"]) as daemon:
+        def encoded():
+            status, _, body = http_get(daemon.url + "/metrics")
+            return body.decode()
+        listener = Listener(daemon.pub, topics=["status"])
+        try:
+            assert listener.wait_for(lambda l: any(s["frames"] > 10 for s in l.of("status")), 60)
+        finally:
+            listener.close()
+        assert "robot_detector_stream_viewers 0" in encoded()
+        read_mjpeg_parts(daemon.url + "/stream.mjpg", 2)
+        # viewers drop back to zero once the client goes
+        deadline = time.monotonic() + 5
+        while "robot_detector_stream_viewers 0" not in encoded() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "robot_detector_stream_viewers 0" in encoded()
+
+
+def test_camera_loss_and_recovery(tmp_path):
+    clip = write_clip(tmp_path / "camera.avi", frames=15, fps=10)
+    from darknet_files import make_params, person_last_layer, write_weights
+    write_weights(tmp_path / "p.weights", make_params("yolov1-tiny", 1, person_last_layer("yolov1-tiny", .5, .5, .2, .2)))
+    with Daemon("--source", clip, "--weights", tmp_path / "p.weights") as daemon:
+        listener = Listener(daemon.pub, topics=["status"])
+        try:
+            assert listener.wait_for(lambda l: any(s["state"] == "running" for s in l.of("status")), 60)
+            assert http_get(daemon.url + "/healthz")[0] == 200
+            away = clip.rename(tmp_path / "unplugged.avi")  # the clip ends, and the "camera" is gone
+            t_gone = time.monotonic()
+            assert listener.wait_for(lambda l: l.of("status")[-1]["state"] == "camera_lost", 10)
+            assert listener.messages[-1][2] - t_gone < 2.6  # the clip had <=1.5 s left, plus <1 s to notice
+            time.sleep(1.5)
+            status, _, body = http_get(daemon.url + "/healthz")
+            assert status == 503 and b"camera_lost" in body
+            away.rename(clip)  # plugged back in: reopened with backoff, running by itself
+            assert listener.wait_for(lambda l: l.of("status")[-1]["state"] == "running", 10)
+            assert http_get(daemon.url + "/healthz")[0] == 200
+        finally:
+            listener.close()
+
+
+def test_sigterm_stops_cleanly_within_3_s(person_weights):
+    daemon = Daemon("--source", "synthetic", "--weights", person_weights["yolo-tiny"]).start()
+    listener = Listener(daemon.pub)
+    try:
+        assert listener.wait_for(lambda l: len(l.of("person")) >= 5, 60)
+        t0 = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.wait(10)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.3)
+    finally:
+        listener.close()
+        daemon.stop()
+    assert code == 0 and elapsed < 3.0, (code, elapsed, daemon.stderr)
+    assert listener.of("status")[-1]["state"] == "stopping"
+    assert "Traceback" not in daemon.stderr
+
+
+def test_sd_notify_over_a_real_datagram_socket(person_weights, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(0.2)
+    daemon = Daemon("--source", "synthetic", "--weights", person_weights["yolov1-tiny"], "--max-frames", 30,
+                    http=False, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    messages = []
+    try:
+        daemon.start()
+        deadline = time.monotonic() + 90
+        while daemon.process.poll() is None and time.monotonic() < deadline:
+            try:
+                messages.append(server.recv(4096).decode())
+            except socket.timeout:
+                pass
+        daemon.wait(10)
+    finally:
+        server.close()
+    ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+    # READY once the model is loaded and the first frame went through it, and only once
+    assert messages[ready] == "READY=1\nSTATUS=running, 1 frame processed"
+    assert sum("READY=1" in m for m in messages) == 1
+    assert sum(m == "WATCHDOG=1" for m in messages) >= 2  # every 0.25 s over a ~2 s run
+    assert any(m.startswith("STATUS=") for m in messages)
+    assert messages[-1] == "STOPPING=1" and ready < len(messages) - 1
+
+
+def test_slow_subscriber_costs_no_memory(tmp_path):
+    """A subscriber that never reads: the daemon's RSS stays flat over 2,000 frames."""
+    clip = write_clip(tmp_path / "fast.avi", frames=100, fps=500, size=(160, 120))
+    from darknet_files import make_params, person_last_layer, write_weights
+    write_weights(tmp_path / "p.weights", make_params("yolov1-tiny", 2, person_last_layer("yolov1-tiny", .3, .5, .2, .4)))
+    sub = __import__("zmq").Context.instance().socket(__import__("zmq").SUB)
+    with Daemon("--source", clip, "--loop", "--weights", tmp_path / "p.weights", "--max-frames", 2000,
+                "--log-level", "warning", http=False) as daemon:
+        sub.setsockopt(__import__("zmq").SUBSCRIBE, b"")
+        sub.setsockopt(__import__("zmq").RCVHWM, 1)
+        sub.connect(daemon.pub)  # ...and never reads
+        status_file = f"/proc/{daemon.process.pid}/status"
+
+        def rss_kib():
+            with open(status_file) as f:
+                return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+
+        stats = Listener(daemon.pub, topics=["status"])
+        try:
+            assert stats.wait_for(lambda l: any(s["frames"] >= 300 for s in l.of("status")), 120)
+            early = rss_kib()
+            assert stats.wait_for(lambda l: any(s["frames"] >= 1900 for s in l.of("status")), 300)
+            late = rss_kib()
+        finally:
+            stats.close()
+        assert daemon.wait(120) == 0
+    sub.close(linger=0)
+    assert late - early < 20 * 1024, (early, late)  # KiB
+
+
+def test_config_file_errors_exit_78(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('source = "synthetic"\nthreshhold = 0.3\n')
+    result = run_cli("run", "--config", config)
+    assert result.returncode == 78 and "unknown key(s) threshhold" in result.stderr
+    config.write_text('nms = 2\n')
+    result = run_cli("run", "--config", config)
+    assert result.returncode == 78 and "'nms' must be a number in [0, 1], found 2" in result.stderr
+    config.write_text('pub = "tcp://0.0.0.0"\n')
+    result = run_cli("run", "--config", config)
+    assert result.returncode == 78 and "'pub' must be a ZeroMQ endpoint" in result.stderr
+    config.write_text('source = [1,\n')
+    result = run_cli("run", "--config", config)
+    assert result.returncode == 78 and "not valid TOML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_overrides_the_config_file(person_weights, tmp_path):
+    port = free_port()
+    config = tmp_path / "ok.toml"
+    config.write_text(f'source = "synthetic"\nweights = "{person_weights["yolov1-tiny"]}"\nmax_frames = 500\n'
+                      f'pub = "tcp://127.0.0.1:{port}"\nhttp = false\n')
+    t0 = time.monotonic()
+    result = run_cli("run", "--config", config, "--max-frames", "3")
+    assert result.returncode == 0, result.stderr
+    assert "stopped after 3 frames" in result.stderr and time.monotonic() - t0 < 60
+
+
+def test_run_without_weights_says_how_to_get_them(tmp_path):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    result = run_cli("run", "--source", "synthetic", "--no-http", env={**os.environ, "ROBOT_DETECTOR_WEIGHTS_DIR": str(empty)})
+    assert result.returncode == 78
+    assert "No pretrained weights found" in result.stderr and "weights fetch" in result.stderr and "--demo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_source_file_is_a_clear_error(person_weights, tmp_path):
+    result = run_cli("run", "--source", tmp_path / "nope.mp4", "--weights", person_weights["yolov1-tiny"], "--no-http")
+    assert result.returncode == 78 and "does not exist" in result.stderr and "camera index" in result.stderr
