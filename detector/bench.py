@@ -49,6 +49,59 @@ def bench_engine(model: Model, engine: str, device: str, frames: int) -> dict:
             "stages": {name: summary(values) for name, values in stages.items()}}
 
 
+def bench_pipeline(config, model: Model, frames: int) -> dict:
+    """The whole daemon (capture thread, predictor, tracker, ZeroMQ) on `config.source`: latency
+    from frame capture to publication, as a subscriber on loopback receives it."""
+    import threading
+    from dataclasses import replace
+
+    import zmq
+
+    from robot_client import protocol
+
+    from .service import Service
+    service = Service(replace(config, max_frames=frames + WARMUP_FRAMES, http=None, pub="tcp://127.0.0.1:*"), model)
+    received = []
+    subscriber = zmq.Context.instance().socket(zmq.SUB)
+    subscriber.setsockopt(zmq.SUBSCRIBE, b"person ")
+    subscriber.connect(service.publisher.endpoint)
+    done = threading.Event()
+
+    def listen():
+        while not done.is_set():
+            if subscriber.poll(50):
+                t_receive = time.time()
+                received.append((protocol.decode(subscriber.recv())[1], t_receive))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.3)  # let the subscription reach the publisher before frames flow
+    service.run()
+    time.sleep(0.2)
+    done.set()
+    listener.join()
+    subscriber.close(linger=0)
+    measured = [(m, t) for m, t in received if m["seq"] >= WARMUP_FRAMES]
+    publish_ms = [(m["t_publish"] - m["t_capture"]) * 1e3 for m, _ in measured]
+    receive_ms = [(t - m["t_capture"]) * 1e3 for m, t in measured]
+    span = measured[-1][0]["t_publish"] - measured[0][0]["t_publish"] if len(measured) > 1 else 0.0
+    engine = service.predictor.engine
+    return {"engine": engine.name, "device": engine.device, "model": service.model.name, "frames": len(measured),
+            "fps": round((len(measured) - 1) / span, 2) if span else 0.0, "source": service.source,
+            "dropped": service.capture.dropped,
+            "stages": {"inference": summary(list(service.stats.inference_ms)[-len(measured):]),
+                       "capture_to_publish": summary(publish_ms), "capture_to_receive": summary(receive_ms)}}
+
+
+def print_pipeline_table(results: list) -> None:
+    print(f"whole pipeline on {results[0]['source']}; milliseconds as median / p95")
+    print(f"{'engine':<12} {'device':<6} {'capture->publish':>18} {'capture->receive':>18} {'fps':>7} {'dropped':>8}")
+    for r in results:
+        s = r["stages"]
+        cells = [f"{s[k]['median_ms']:.1f} / {s[k]['p95_ms']:.1f}" for k in ("capture_to_publish", "capture_to_receive")]
+        print(f"{r['engine']:<12} {r['device']:<6} {cells[0]:>18} {cells[1]:>18} {r['fps']:>7.1f} {r['dropped']:>8}")
+
+
 def print_table(results: list) -> None:
     baseline = next((r for r in results if r["engine"] == "chainer" and r["device"] == "cpu"), None)
     print(f"model {results[0]['model']}, {results[0]['frames']} frames each; milliseconds as median / p95")

@@ -33,7 +33,7 @@ class SyntheticSource:
     The figure stands where the demo weights plant their person, so the demo stream is coherent.
     """
 
-    def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0):
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0):
         self.width, self.height, self.fps = width, height, fps
         self.count = 0
         ramp = np.linspace(40, 120, width, dtype=np.uint8)

@@ -76,7 +76,21 @@ def cmd_bench(args) -> int:
         engines = [name.strip() for name in args.engine.split(",") if name.strip()]
     if not args.json:
         print(f"weights: {model.source}")
-    run_bench(model, engines, args.device, args.frames, args.json)
+    if not args.pipeline:
+        run_bench(model, engines, args.device, args.frames, args.json)
+        return 0
+    from .bench import bench_pipeline, print_pipeline_table
+    from .config import Config, validate
+    if not args.log_level:
+        logging.getLogger().setLevel(logging.WARNING)  # the table, not the daemon's log
+    results = []
+    for engine in engines:
+        config = validate(Config(source=args.source, loop=True, engine=engine, device=args.device))
+        results.append(bench_pipeline(config, model, args.frames))
+        if args.json:
+            print(json.dumps(results[-1]), flush=True)
+    if not args.json:
+        print_pipeline_table(results)
     return 0
 
 
@@ -170,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shipped cfg to benchmark with generated weights when --weights is not given")
     bench.add_argument("--frames", type=positive_int, default=50)
     bench.add_argument("--json", action="store_true", help="one JSON object per engine")
+    bench.add_argument("--pipeline", action="store_true",
+                       help="time the whole daemon (capture -> publish over ZeroMQ) instead of the model stages")
+    bench.add_argument("--source", default="synthetic", help="video source for --pipeline (default: synthetic)")
     bench.set_defaults(handler=cmd_bench)
 
     weights = commands.add_parser("weights", parents=[common], help="check or download model weights")

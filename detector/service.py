@@ -40,12 +40,14 @@ class Stats:
 
     def __init__(self, window: int = 100):
         self.latencies_ms = deque(maxlen=window)
+        self.inference_ms = deque(maxlen=window)
         self.publish_times = deque(maxlen=window)
         self.frames = 0
 
-    def add(self, t_capture: float, t_publish: float) -> None:
+    def add(self, t_capture: float, t_publish: float, inference_ms: float) -> None:
         self.frames += 1
         self.latencies_ms.append((t_publish - t_capture) * 1e3)
+        self.inference_ms.append(inference_ms)
         self.publish_times.append(t_publish)
 
     @property
@@ -88,14 +90,15 @@ def load_pipeline_model(config: Config):
 
 
 class Service:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, model=None):
+        """`model`: an already loaded Model (benchmarks); by default it comes from `config`."""
         self.config = config
         self.source = "synthetic" if config.demo else config.source
         if not self.source.isdigit() and "://" not in self.source and self.source != "synthetic" \
                 and not Path(self.source).is_file():
             raise UserError(f"video source {self.source} does not exist: expected a camera index (0), a video "
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
-        self.model = load_pipeline_model(config)
+        self.model = model or load_pipeline_model(config)
         self.predictor = Predictor(create_engine(self.model, config.engine, config.device), config.threshold, config.nms)
         self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
         self.stats = Stats()
@@ -145,7 +148,7 @@ class Service:
         t_publish = time.time()
         self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target))
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
-        self.stats.add(frame.t_capture, t_publish)
+        self.stats.add(frame.t_capture, t_publish, prediction.inference_ms)
         if self.stream:
             latency = self.stats.latency()
             lines = (["DEMO (generated weights)"] if config.demo else []) + [
@@ -197,6 +200,9 @@ class Service:
         log.info("stopped after %d frames (%d dropped)", self.stats.frames, self.capture.dropped)
 
     def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (e.g. by `bench --pipeline`): whoever runs us handles signals
+
         def request_stop(signum, _frame):
             log.info("%s: finishing the current frame, then stopping", signal.Signals(signum).name)
             self.stop_requested.set()

@@ -179,3 +179,14 @@ def test_fetch_offline_and_wrong_download_save_nothing(tmp_path):
         server.shutdown()
     assert_clean_error(result, "is 18 bytes", "expected 108,399,816 bytes", "Nothing was saved")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_pipeline_times_capture_to_publish():
+    result = run_cli("bench", "--pipeline", "--model", "yolov1-tiny", "--engine", "onnxruntime", "--frames", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["frames"] >= 4 and report["source"] == "synthetic"
+    for stage in ("inference", "capture_to_publish", "capture_to_receive"):
+        assert 0 < report["stages"][stage]["median_ms"] <= report["stages"][stage]["p95_ms"]
+    # publication happens after inference of the same frame
+    assert report["stages"]["capture_to_publish"]["median_ms"] > report["stages"]["inference"]["median_ms"]
