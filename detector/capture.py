@@ -14,7 +14,6 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .errors import EX_CONFIG, UserError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,8 @@ def open_source(source: str):
     """A cv2.VideoCapture-like object for a camera index, file, URL or 'synthetic'."""
     if source == "synthetic":
         return SyntheticSource()
+    if not log.isEnabledFor(logging.DEBUG):
+        cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
     return cv2.VideoCapture(int(source) if source.isdigit() else source)
 
 
@@ -75,18 +76,6 @@ def describe_source(source: str) -> str:
     if source == "synthetic":
         return "the synthetic clip"
     return f"camera {source} (/dev/video{source})" if source.isdigit() else source
-
-
-def check_source(source: str) -> None:
-    """Fail fast, before loading a model, on a source that cannot possibly work."""
-    capture = open_source(source)
-    try:
-        if not capture.isOpened():
-            hint = ("is the camera plugged in, and is the user in the 'video' group? `ls /dev/video*` "
-                    "lists cameras" if source.isdigit() else "check the path or URL")
-            raise UserError(f"cannot open video source {describe_source(source)}: {hint}", EX_CONFIG)
-    finally:
-        capture.release()
 
 
 class LatestFrameCapture:
@@ -135,7 +124,14 @@ class LatestFrameCapture:
     def _set_lost(self, lost: bool) -> None:
         if lost != self.lost:
             self.lost = lost
-            log.warning("video source %s %s", describe_source(self.source), "lost" if lost else "is back")
+            if not lost:
+                log.warning("video source %s is back", describe_source(self.source))
+                return
+            hint = ("is the camera plugged in, and may this user read it (the 'video' group)? "
+                    "`ls /dev/video*` lists cameras" if self.source.isdigit() else
+                    "the file ended (use --loop to replay it)" if self.is_file else "is the stream reachable?")
+            log.warning("video source %s lost or not opening: %s; retrying with backoff",
+                        describe_source(self.source), hint)
 
     def _run(self) -> None:
         attempt, index = 0, 0

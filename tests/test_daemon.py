@@ -277,3 +277,28 @@ def test_run_without_weights_says_how_to_get_them(tmp_path):
 def test_missing_source_file_is_a_clear_error(person_weights, tmp_path):
     result = run_cli("run", "--source", tmp_path / "nope.mp4", "--weights", person_weights["yolov1-tiny"], "--no-http")
     assert result.returncode == 78 and "does not exist" in result.stderr and "camera index" in result.stderr
+
+
+def test_real_pedestrian_clip_through_the_daemon(media, person_weights):
+    """The shared pedestrian clip (H.264, 480x360, 10 fps) as the camera: real decoding, pacing and
+    frame sizes through the whole daemon and the debug stream."""
+    with Daemon("--source", media / "vtest_opencv.avi", "--weights", person_weights["yolov1-tiny"]) as daemon:
+        listener = Listener(daemon.pub)
+        try:
+            assert listener.wait_for(lambda l: len(l.of("person")) >= 15, 60)
+        finally:
+            listener.close()
+        persons = listener.of("person")
+        assert {(m["frame_w"], m["frame_h"]) for m in persons} == {(480, 360)}
+        gaps = np.diff([m["t_capture"] for m in persons])
+        assert 0.07 < np.median(gaps) < 0.14  # paced at the clip's 10 fps, like a camera
+        [jpeg] = read_mjpeg_parts(daemon.url + "/stream.mjpg", 1)
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (360, 480, 3)
+
+
+def test_detect_on_real_photos(media, person_weights):
+    images = [media / "darknet_kite.jpg", media / "skimage_astronaut.png", media / "darknet_dog.jpg"]
+    result = run_cli("detect", *images, "--weights", person_weights["yolo-tiny"], "--json")
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["width"], r["height"]) for r in reports] == [(1352, 900), (512, 512), (768, 576)]
