@@ -100,6 +100,18 @@ class Daemon:
         self.stop()
 
 
+def run_until_exit(daemon, topics=protocol.TOPICS, timeout=120):
+    """Start a daemon that stops by itself (--max-frames) and return a Listener of what it sent."""
+    listener = Listener(daemon.pub, topics)
+    try:
+        daemon.start()
+        assert daemon.wait(timeout) == 0, daemon.stderr
+        time.sleep(0.3)  # the last messages are on their way
+    finally:
+        listener.close()
+    return listener
+
+
 def write_clip(path, frames=20, fps=10.0, size=(320, 240)):
     """A real video file (MJPG in AVI) with a moving block, standing in for a webcam."""
     import cv2

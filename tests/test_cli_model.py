@@ -134,7 +134,6 @@ def test_unreadable_image(v1_file, tmp_path):
 
 
 def test_gpu_without_cupy_is_an_error_not_a_fallback(v1_file, test_image):
-    pytest.importorskip("detector")
     try:
         import cupy  # noqa: F401
         pytest.skip("CuPy is installed here")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from daemon_helpers import Daemon, Listener, free_port, write_clip
+from daemon_helpers import Daemon, Listener, free_port, run_until_exit, write_clip
 from robot_client import protocol
 
 
@@ -26,14 +26,8 @@ def http_get(url, timeout=5):
 
 def test_every_message_follows_the_schema(person_weights):
     frames = 90
-    daemon = Daemon("--source", "synthetic", "--weights", person_weights["yolo-tiny"], "--max-frames", frames, http=False)
-    listener = Listener(daemon.pub)
-    try:
-        daemon.start()
-        assert daemon.wait(120) == 0, daemon.stderr
-        time.sleep(0.3)
-    finally:
-        listener.close()
+    listener = run_until_exit(Daemon("--source", "synthetic", "--weights", person_weights["yolo-tiny"],
+                                     "--max-frames", frames, http=False))
     persons, detections, statuses = listener.of("person"), listener.of("detections"), listener.of("status")
     for topic, raw, _ in listener.messages:  # every field of every message, by the shared schema
         protocol.decode(raw)
@@ -58,14 +52,8 @@ def test_no_person_publishes_found_false(tmp_path):
     from darknet_files import make_params, write_weights
     layers = make_params("yolov1-tiny", seed=4, last_layer=(np.zeros((1470, 12544)), np.zeros(1470)))
     write_weights(tmp_path / "empty.weights", layers)
-    daemon = Daemon("--source", "synthetic", "--weights", tmp_path / "empty.weights", "--max-frames", 10, http=False)
-    listener = Listener(daemon.pub, topics=["person"])
-    try:
-        daemon.start()
-        assert daemon.wait(120) == 0, daemon.stderr
-        time.sleep(0.2)
-    finally:
-        listener.close()
+    listener = run_until_exit(Daemon("--source", "synthetic", "--weights", tmp_path / "empty.weights",
+                                     "--max-frames", 10, http=False), topics=["person"])
     persons = listener.of("person")
     assert persons and all(m["found"] is False for m in persons)
     assert all(m[k] is None for m in persons for k in protocol.PERSON_TARGET_FIELDS)
