@@ -10,6 +10,7 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
+import zmq
 
 from conftest import run_cli
 from daemon_helpers import Daemon, Listener, free_port, run_until_exit, write_clip
@@ -200,11 +201,11 @@ def test_slow_subscriber_costs_no_memory(tmp_path):
     clip = write_clip(tmp_path / "fast.avi", frames=100, fps=500, size=(160, 120))
     from darknet_files import make_params, person_last_layer, write_weights
     write_weights(tmp_path / "p.weights", make_params("yolov1-tiny", 2, person_last_layer("yolov1-tiny", .3, .5, .2, .4)))
-    sub = __import__("zmq").Context.instance().socket(__import__("zmq").SUB)
+    sub = zmq.Context.instance().socket(zmq.SUB)
     with Daemon("--source", clip, "--loop", "--weights", tmp_path / "p.weights", "--max-frames", 2000,
                 "--log-level", "warning", http=False) as daemon:
-        sub.setsockopt(__import__("zmq").SUBSCRIBE, b"")
-        sub.setsockopt(__import__("zmq").RCVHWM, 1)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.RCVHWM, 1)
         sub.connect(daemon.pub)  # ...and never reads
         status_file = f"/proc/{daemon.process.pid}/status"
 
@@ -225,20 +226,19 @@ def test_slow_subscriber_costs_no_memory(tmp_path):
     assert late - early < 20 * 1024, (early, late)  # KiB
 
 
-def test_config_file_errors_exit_78(tmp_path):
+@pytest.mark.parametrize("toml, message", [
+    ('source = "synthetic"\nthreshhold = 0.3\n', "unknown key(s) threshhold"),
+    ("nms = 2\n", "'nms' must be a number in [0, 1], found 2"),
+    ('pub = "tcp://0.0.0.0"\n', "'pub' must be a ZeroMQ endpoint"),
+    ('http = "localhost"\n', "'http' must be HOST:PORT"),
+    ("max_frames = 0\n", "'max_frames' must be a positive whole number, found 0"),
+    ("source = [1,\n", "not valid TOML"),
+])
+def test_config_file_errors_exit_78(tmp_path, toml, message):
     config = tmp_path / "bad.toml"
-    config.write_text('source = "synthetic"\nthreshhold = 0.3\n')
+    config.write_text(toml)
     result = run_cli("run", "--config", config)
-    assert result.returncode == 78 and "unknown key(s) threshhold" in result.stderr
-    config.write_text('nms = 2\n')
-    result = run_cli("run", "--config", config)
-    assert result.returncode == 78 and "'nms' must be a number in [0, 1], found 2" in result.stderr
-    config.write_text('pub = "tcp://0.0.0.0"\n')
-    result = run_cli("run", "--config", config)
-    assert result.returncode == 78 and "'pub' must be a ZeroMQ endpoint" in result.stderr
-    config.write_text('source = [1,\n')
-    result = run_cli("run", "--config", config)
-    assert result.returncode == 78 and "not valid TOML" in result.stderr
+    assert result.returncode == 78 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
