@@ -117,13 +117,20 @@ def print_table(results: list) -> None:
         print("speed-up: inference median of the Chainer CPU engine (the seed's path) / this engine's")
 
 
-def run_bench(model: Model, engines: list, device: str, frames: int, as_json: bool) -> list:
+def run_bench(model: Model, engines: list, device: str, frames: int, as_json: bool,
+              pipeline_source: str | None = None) -> list:
+    """Each engine in turn: the model stages, or with `pipeline_source` the whole daemon on it."""
+    from .config import Config, validate
     results = []
     for engine in engines:
-        result = bench_engine(model, engine, device, frames)
+        if pipeline_source is None:
+            result = bench_engine(model, engine, device, frames)
+        else:
+            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=device))
+            result = bench_pipeline(config, model, frames)
         results.append(result)
         if as_json:
             print(json.dumps(result), flush=True)
     if not as_json:
-        print_table(results)
+        (print_table if pipeline_source is None else print_pipeline_table)(results)
     return results

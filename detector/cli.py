@@ -76,21 +76,9 @@ def cmd_bench(args) -> int:
         engines = [name.strip() for name in args.engine.split(",") if name.strip()]
     if not args.json:
         print(f"weights: {model.source}")
-    if not args.pipeline:
-        run_bench(model, engines, args.device, args.frames, args.json)
-        return 0
-    from .bench import bench_pipeline, print_pipeline_table
-    from .config import Config, validate
-    if not args.log_level:
+    if args.pipeline and not args.log_level:
         logging.getLogger().setLevel(logging.WARNING)  # the table, not the daemon's log
-    results = []
-    for engine in engines:
-        config = validate(Config(source=args.source, loop=True, engine=engine, device=args.device))
-        results.append(bench_pipeline(config, model, args.frames))
-        if args.json:
-            print(json.dumps(results[-1]), flush=True)
-    if not args.json:
-        print_pipeline_table(results)
+    run_bench(model, engines, args.device, args.frames, args.json, args.source if args.pipeline else None)
     return 0
 
 
