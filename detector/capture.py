@@ -69,7 +69,11 @@ def open_source(source: str):
         return SyntheticSource()
     if not log.isEnabledFor(logging.DEBUG):
         cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
-    return cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if source.isdigit():
+        capture = cv2.VideoCapture(int(source))
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver buffers: less latency behind the newest frame
+        return capture
+    return cv2.VideoCapture(source)
 
 
 def describe_source(source: str) -> str:

@@ -98,8 +98,13 @@ class Service:
                 and not Path(self.source).is_file():
             raise UserError(f"video source {self.source} does not exist: expected a camera index (0), a video "
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
-        self.model = model or load_pipeline_model(config)
-        self.predictor = Predictor(create_engine(self.model, config.engine, config.device), config.threshold, config.nms)
+        try:
+            self.model = model or load_pipeline_model(config)
+            engine = create_engine(self.model, config.engine, config.device)
+        except UserError as error:
+            # Under systemd a bad model or device must not be retried forever: a person must act.
+            raise UserError(str(error), EX_CONFIG) from None
+        self.predictor = Predictor(engine, config.threshold, config.nms)
         self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
         self.stats = Stats()
         self.state = "starting"

@@ -166,7 +166,10 @@ class DebugStream:
         lines += [f'robot_detector_state{{state="{name}"}} {int(name == state)}'
                   for name in ("starting", "running", "camera_lost", "stopping")]
         lines += ["# HELP robot_detector_stream_viewers Connected MJPEG viewers.",
-                  "# TYPE robot_detector_stream_viewers gauge", f"robot_detector_stream_viewers {self.viewers}"]
+                  "# TYPE robot_detector_stream_viewers gauge", f"robot_detector_stream_viewers {self.viewers}",
+                  "# HELP robot_detector_stream_frames_encoded_total Annotated frames JPEG-encoded for the stream.",
+                  "# TYPE robot_detector_stream_frames_encoded_total counter",
+                  f"robot_detector_stream_frames_encoded_total {self.frames_encoded}"]
         return "\n".join(lines) + "\n"
 
 
