@@ -50,6 +50,22 @@ def test_vermin_says_python_3_5():
     assert len(files) >= 6 and f"Analyzing {len(files)} files" in result.stdout
 
 
+def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
+    import ast
+    allowed = {"argparse", "json", "logging", "signal", "socket", "subprocess", "sys", "tempfile", "time",
+               "zmq", "ev3dev2", "ev3dev2.motor"}
+    for path in sorted((ROOT / "robot_client").glob("*.py")):
+        source = path.read_text()
+        tree = ast.parse(source, str(path), feature_version=(3, 5))  # rejects f-strings and newer syntax
+        # vermin misses underscores in numeric literals (3.6+)
+        assert not re.search(r"\b\d+_\d", source), f"{path.name}: numeric literal with an underscore"
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.AnnAssign), f"{path.name}:{node.lineno}: variable annotation"
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert set(names) <= allowed, f"{path.name}:{node.lineno}: imports {names}"
+
+
 def test_right_turn_then_stop_on_silence(tmp_path):
     tree = FakeMotorTree(tmp_path / "sys")
     sock, endpoint = publisher()
