@@ -63,13 +63,22 @@ class SyntheticSource:
         pass
 
 
+def source_kind(source: str) -> str:
+    """'synthetic', 'camera' (an index like 0), 'url' (rtsp://, http://...) or 'file'."""
+    if source == "synthetic":
+        return "synthetic"
+    if source.isdigit():
+        return "camera"
+    return "url" if "://" in source else "file"
+
+
 def open_source(source: str):
     """A cv2.VideoCapture-like object for a camera index, file, URL or 'synthetic'."""
     if source == "synthetic":
         return SyntheticSource()
     if not log.isEnabledFor(logging.DEBUG):
         cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
-    if source.isdigit():
+    if source_kind(source) == "camera":
         capture = cv2.VideoCapture(int(source))
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver buffers: less latency behind the newest frame
         return capture
@@ -77,22 +86,22 @@ def open_source(source: str):
 
 
 def describe_source(source: str) -> str:
-    if source == "synthetic":
+    kind = source_kind(source)
+    if kind == "synthetic":
         return "the synthetic clip"
-    return f"camera {source} (/dev/video{source})" if source.isdigit() else source
+    return f"camera {source} (/dev/video{source})" if kind == "camera" else source
 
 
 class LatestFrameCapture:
     """Reads `source` in a background thread; `next_frame` returns each frame at most once."""
 
-    def __init__(self, source: str, loop: bool = False, pace: bool | None = None):
+    def __init__(self, source: str, loop: bool = False):
         self.source = source
         self.loop = loop
-        is_file = source != "synthetic" and not source.isdigit() and "://" not in source
+        self.is_file = source_kind(source) == "file"
         # Files and the synthetic clip are played at their own frame rate, like a camera;
         # cameras and streams are read as fast as they deliver.
-        self.pace = (is_file or source == "synthetic") if pace is None else pace
-        self.is_file = is_file
+        self.pace = source_kind(source) in ("file", "synthetic")
         self.dropped = 0
         self.lost = False
         self._latest: Frame | None = None
@@ -132,7 +141,7 @@ class LatestFrameCapture:
                 log.warning("video source %s is back", describe_source(self.source))
                 return
             hint = ("is the camera plugged in, and may this user read it (the 'video' group)? "
-                    "`ls /dev/video*` lists cameras" if self.source.isdigit() else
+                    "`ls /dev/video*` lists cameras" if source_kind(self.source) == "camera" else
                     "the file ended (use --loop to replay it)" if self.is_file else "is the stream reachable?")
             log.warning("video source %s lost or not opening: %s; retrying with backoff",
                         describe_source(self.source), hint)

@@ -16,7 +16,7 @@ import numpy as np
 
 from robot_client import protocol
 
-from .capture import LatestFrameCapture, describe_source
+from .capture import LatestFrameCapture, describe_source, source_kind
 from .config import Config
 from .decode import PERSON
 from .engines import create_engine
@@ -94,8 +94,7 @@ class Service:
         """`model`: an already loaded Model (benchmarks); by default it comes from `config`."""
         self.config = config
         self.source = "synthetic" if config.demo else config.source
-        if not self.source.isdigit() and "://" not in self.source and self.source != "synthetic" \
-                and not Path(self.source).is_file():
+        if source_kind(self.source) == "file" and not Path(self.source).is_file():
             raise UserError(f"video source {self.source} does not exist: expected a camera index (0), a video "
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
         try:
