@@ -153,13 +153,8 @@ class Service:
         self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target))
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
         self.stats.add(frame.t_capture, t_publish, prediction.inference_ms)
-        if self.stream:
-            latency = self.stats.latency()
-            lines = (["DEMO (generated weights)"] if config.demo else []) + [
-                f"{self.stats.fps:.1f} fps  latency p50 {latency['p50']:.0f} ms p95 {latency['p95']:.0f} ms",
-                f"{self.predictor.engine.name}/{self.predictor.engine.device}  frame {seq}"]
-            self.stream.offer(seq, frame.image_bgr, prediction.detections,
-                              target.detection if target else None, lines)
+        if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
+            self.stream.offer(seq, frame.image_bgr, prediction.detections, target.detection if target else None)
 
     def run(self) -> int:
         config = self.config

@@ -92,9 +92,9 @@ class DebugStream:
         self.server.server_close()
 
     # --- called by the frame loop: cheap, never blocks on viewers ---
-    def offer(self, seq: int, frame_bgr, detections, target, lines) -> None:
+    def offer(self, seq: int, frame_bgr, detections, target) -> None:
         with self._condition:
-            self._pending = (seq, frame_bgr, detections, target, lines)
+            self._pending = (seq, frame_bgr, detections, target)
             self._t_last_offer = time.monotonic()
             if self.viewers:
                 self._condition.notify_all()
@@ -106,9 +106,17 @@ class DebugStream:
         return self.healthy and time.monotonic() - self._t_last_offer <= HEALTHY_WITHIN_S
 
     # --- encoding ---
+    def overlay_lines(self, seq: int) -> list:
+        """fps, latency and engine from the latest status (refreshed about once a second)."""
+        s = self.status
+        latency = s.get("latency_ms", {})
+        return (["DEMO (generated weights)"] if s.get("demo") else []) + [
+            f"{s.get('fps', 0):.1f} fps  latency p50 {latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms",
+            f"{s.get('engine', '?')}/{s.get('device', '?')}  frame {seq}"]
+
     def _encode(self, pending) -> bytes:
-        seq, frame_bgr, detections, target, lines = pending
-        canvas = draw_detections(frame_bgr, detections, target, lines)
+        seq, frame_bgr, detections, target = pending
+        canvas = draw_detections(frame_bgr, detections, target, self.overlay_lines(seq))
         ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         self.frames_encoded += 1
         return jpeg.tobytes()
