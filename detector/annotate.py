@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .decode import Detection
+from .model.decode import Detection
 
 BOX_BGR = (255, 160, 0)
 TARGET_BGR = (0, 0, 255)

@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from .engines import create_engine
-from .model import Model
-from .predictor import Predictor
+from .model.engines import create_engine
+from .model.network import Model
+from .model.predictor import Predictor
 
 WARMUP_FRAMES = 3
 
@@ -59,7 +59,7 @@ def bench_pipeline(config, model: Model, frames: int) -> dict:
 
     from robot_client import protocol
 
-    from .service import Service
+    from .daemon.service import Service
     service = Service(replace(config, max_frames=frames + WARMUP_FRAMES, http=None, pub="tcp://127.0.0.1:*"), model)
     received = []
     subscriber = zmq.Context.instance().socket(zmq.SUB)
@@ -120,7 +120,7 @@ def print_table(results: list) -> None:
 def run_bench(model: Model, engines: list, device: str, frames: int, as_json: bool,
               pipeline_source: str | None = None) -> list:
     """Each engine in turn: the model stages, or with `pipeline_source` the whole daemon on it."""
-    from .config import Config, validate
+    from .daemon.config import Config, validate
     results = []
     for engine in engines:
         if pipeline_source is None:

@@ -37,7 +37,7 @@ def positive_int(text: str) -> int:
 
 def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """--weights, --cfg, --engine, --device (and --threshold, --nms when `defaults`)."""
-    from .engines import ENGINES
+    from .model.engines import ENGINES
     parser.add_argument("--weights", help="Darknet .weights or seed .npz (default: the model file in weights/)")
     parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
     parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
@@ -49,9 +49,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
 
 def cmd_detect(args) -> int:
     from .detect import run_detect
-    from .engines import create_engine
-    from .predictor import Predictor
-    from .weights import load_model
+    from .model.engines import create_engine
+    from .model.predictor import Predictor
+    from .model.weights import load_model
     engine = create_engine(load_model(args.weights, args.cfg), args.engine, args.device)
     run_detect(Predictor(engine, args.threshold, args.nms), args.images, args.json, args.save_raw, args.annotate)
     return 0
@@ -59,9 +59,9 @@ def cmd_detect(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
-    from .engines import ENGINES, GPU_ENGINES
-    from .model import planted_model
-    from .weights import load_model, shipped_specs
+    from .model.engines import ENGINES, GPU_ENGINES
+    from .model.network import planted_model
+    from .model.weights import load_model, shipped_specs
     if args.weights:
         model = load_model(args.weights, args.cfg)
     else:
@@ -83,7 +83,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_weights_verify(args) -> int:
-    from .weights import verify
+    from .model.weights import verify
     report = verify(args.path, args.cfg)
     if args.json:
         print(json.dumps(report))
@@ -94,7 +94,7 @@ def cmd_weights_verify(args) -> int:
 
 
 def cmd_weights_fetch(args) -> int:
-    from .weights import PRETRAINED, fetch
+    from .model.weights import PRETRAINED, fetch
     models = [p.cfg for p in PRETRAINED] if args.model == "all" else [args.model]
     for item in fetch(args.dest, models, args.mirror):
         note = "" if item["sha256_pinned"] else " (size checked; no sha256 is pinned for this file yet)"
@@ -104,8 +104,8 @@ def cmd_weights_fetch(args) -> int:
 
 def cmd_run(args) -> int:
     from dataclasses import replace
-    from .config import Config, load_config
-    from .service import run_service
+    from .daemon.config import Config, load_config
+    from .daemon.service import run_service
     overrides = {key: getattr(args, key, None) for key in Config.__dataclass_fields__}
     config = load_config(args.config, overrides)
     if args.no_http:
@@ -115,7 +115,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_view(args) -> int:
-    from .view import run_view
+    from .daemon.view import run_view
     return run_view(args.connect, args.topic, args.count, args.timeout)
 
 
@@ -139,7 +139,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .weights import PRETRAINED, WEIGHTS_DIR
+    from .model.weights import PRETRAINED, WEIGHTS_DIR
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.",

@@ -9,7 +9,7 @@ import numpy as np
 
 from .annotate import draw_detections
 from .errors import UserError
-from .predictor import Predictor
+from .model.predictor import Predictor
 
 
 def read_image(path) -> np.ndarray:

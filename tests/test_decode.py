@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from detector.decode import PERSON, decode, iou_matrix
+from detector.model.decode import PERSON, decode, iou_matrix
 
 
 def reference_decode(raw, threshold, nms):

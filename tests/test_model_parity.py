@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from darknet_files import ARCHITECTURES, make_params, numpy_forward, write_seed_npz, write_weights
-from detector.engines import create_engine
-from detector.preprocess import to_blob
-from detector.weights import load_model
+from detector.model.engines import create_engine
+from detector.model.preprocess import to_blob
+from detector.model.weights import load_model
 
 CPU_ENGINES = ("chainer", "onnxruntime", "opencv")
 

@@ -160,7 +160,8 @@ def test_end_to_end_through_an_ssh_tunnel(tmp_path, sshd):
         assert turning_right(tree)
         t_kill = time.monotonic()
         daemon.process.kill()  # the laptop dies: no goodbye message at all
-        assert tree.wait_for(lambda: tree.first_time("outB", "command", "stop", after=t_kill), 2.0)
+        both_stopped = lambda: all(tree.first_time(port, "command", "stop", after=t_kill) for port in ("outB", "outC"))
+        assert tree.wait_for(both_stopped, 2.0)
         assert tree.first_time("outB", "command", "stop", after=t_kill) - t_kill < 0.5
         assert tree.first_time("outC", "command", "stop", after=t_kill) - t_kill < 0.5
         assert client.poll() is None  # still there, waiting for the daemon to come back

@@ -4,9 +4,9 @@ import time
 import pytest
 
 from daemon_helpers import write_clip
-from detector.capture import LatestFrameCapture
-from detector.decode import Detection
-from detector.tracker import TargetTracker
+from detector.daemon.capture import LatestFrameCapture
+from detector.model.decode import Detection
+from detector.daemon.tracker import TargetTracker
 
 
 def person(x, y, w, h, confidence=0.8):

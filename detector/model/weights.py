@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .cfg import Connected, Convolutional, NetworkSpec, load_cfg
-from .errors import EX_CONFIG, UserError
-from .model import Model, parametrised_layers
+from ..errors import EX_CONFIG, UserError
+from .network import Model, parametrised_layers
 
-WEIGHTS_DIR = Path(os.environ.get("ROBOT_DETECTOR_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+WEIGHTS_DIR = Path(os.environ.get("ROBOT_DETECTOR_WEIGHTS_DIR", Path(__file__).resolve().parents[2] / "weights"))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 
-from .annotate import draw_detections
-from .errors import EX_CONFIG, UserError
+from ..annotate import draw_detections
+from ..errors import EX_CONFIG, UserError
 
 log = logging.getLogger(__name__)
 

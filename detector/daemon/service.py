@@ -18,16 +18,16 @@ from robot_client import protocol
 
 from .capture import LatestFrameCapture, describe_source, source_kind
 from .config import Config
-from .decode import PERSON
-from .engines import create_engine
-from .errors import EX_CONFIG, UserError
-from .model import planted_model
-from .predictor import Predictor
+from ..model.decode import PERSON
+from ..model.engines import create_engine
+from ..errors import EX_CONFIG, UserError
+from ..model.network import planted_model
+from ..model.predictor import Predictor
 from .publish import Publisher
 from .sdnotify import Notifier
 from .stream import DebugStream
 from .tracker import TargetTracker
-from .weights import load_model, shipped_specs
+from ..model.weights import load_model, shipped_specs
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from .errors import UserError
+from ..errors import UserError
 
 ACTIVATIONS = ("leaky", "linear", "relu")
 

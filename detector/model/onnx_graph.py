@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .cfg import Connected, Convolutional, Crop, MaxPool
 from .chainer_net import DARKNET_BN_EPSILON
-from .model import Model
+from .network import Model
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "raw"

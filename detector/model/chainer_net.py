@@ -7,7 +7,7 @@ import chainer.links as L
 import numpy as np
 
 from .cfg import Connected, Convolutional, Crop, MaxPool
-from .model import Model
+from .network import Model
 
 DARKNET_BN_EPSILON = 1e-6
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .decode import VOC_CLASSES
-from .errors import EX_CONFIG, UserError
+from ..model.decode import VOC_CLASSES
+from ..errors import EX_CONFIG, UserError
 
 try:
     import tomllib

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .decode import Detection, iou_matrix
+from ..model.decode import Detection, iou_matrix
 
 
 class Target(NamedTuple):

@@ -7,7 +7,7 @@ import zmq
 
 from robot_client import protocol
 
-from .errors import EX_CONFIG, UserError
+from ..errors import EX_CONFIG, UserError
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 
-from .errors import UserError
-from .model import Model
+from ..errors import UserError
+from .network import Model
 
 log = logging.getLogger(__name__)
 

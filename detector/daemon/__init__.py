@@ -1,0 +1,1 @@
+"""The daemon: capture -> predict -> track -> publish, the debug stream, and its configuration."""

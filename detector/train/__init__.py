@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, Darknet's YOLO v1 objective, the trainer, evaluation, collection."""
