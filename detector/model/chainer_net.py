@@ -1,6 +1,7 @@
 """The network as a Chainer Chain, built from a NetworkSpec; runs on NumPy or CuPy."""
 from __future__ import annotations
 
+from . import chainer_compat  # noqa: F401  (before chainer)
 import chainer
 import chainer.functions as F
 import chainer.links as L
