@@ -16,7 +16,7 @@ from conftest import ROOT, require_program
 from daemon_helpers import free_port
 
 MOTOR_FILES = {"driver_name": "lego-ev3-l-motor", "count_per_rot": "360", "max_speed": "1050"}
-WRITABLE = ("command", "speed_sp", "stop_action")
+WRITABLE = ("command", "speed_sp", "stop_action", "time_sp")
 
 
 def ev3_python():
@@ -89,11 +89,11 @@ class FakeMotorTree:
         self._thread.join()
 
 
-def start_client(*args, tmp_path=None):
+def start_client(*args, tmp_path=None, log_name="client.log", env=None):
     """The real robot client, as on the brick (python -m robot_client), logging to a file."""
-    log = open(tmp_path / "client.log", "w") if tmp_path else subprocess.DEVNULL
+    log = open(tmp_path / log_name, "w") if tmp_path else subprocess.DEVNULL
     return subprocess.Popen([ev3_python(), "-m", "robot_client", *map(str, args)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def stop_client(process, timeout=5):

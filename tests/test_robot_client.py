@@ -15,9 +15,10 @@ from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client
 from robot_client import protocol
 
 
-def person_message(seq, offset_x=0.5, area=0.15, found=True):
+def person_message(seq, offset_x=0.5, area=0.15, found=True, t_publish=None):
     x = (offset_x + 1) / 2
-    message = {"v": 1, "seq": seq, "t_capture": time.time(), "t_publish": time.time(), "frame_w": 640,
+    t_publish = time.time() if t_publish is None else t_publish
+    message = {"v": 1, "seq": seq, "t_capture": t_publish - 0.05, "t_publish": t_publish, "frame_w": 640,
                "frame_h": 480, "found": found}
     if found:
         message.update(x=x, y=0.5, w=area / 0.5, h=0.5, area=area, offset_x=offset_x, confidence=0.9)
@@ -26,19 +27,46 @@ def person_message(seq, offset_x=0.5, area=0.15, found=True):
     return protocol.encode("person", message)
 
 
-def send_for(sock, seconds, offset_x=0.5, rate_hz=30):
+def status_message(demo=False, state="running"):
+    return protocol.encode("status", {"v": 1, "t": time.time(), "state": state, "fps": 30.0,
+                                      "latency_ms": {"p50": 40.0, "p95": 60.0}, "frames": 1, "dropped": 0,
+                                      "engine": "onnxruntime", "device": "cpu", "demo": demo})
+
+
+def send_for(sock, seconds, offset_x=0.5, rate_hz=30, found=True, seq=0):
+    """Person messages at `rate_hz`, and a status (not demo) every 10th, as the daemon sends them.
+    Returns the next seq."""
     end = time.monotonic() + seconds
-    seq = 0
     while time.monotonic() < end:
-        sock.send(person_message(seq, offset_x))
+        if seq % 10 == 0:
+            sock.send(status_message())
+        sock.send(person_message(seq, offset_x, found=found))
         seq += 1
         time.sleep(1 / rate_hz)
+    return seq
+
+
+MAX_TIME_SP_MS = 300  # the longest a drive command may keep the wheels turning without the client
+
+
+def run_timed_commands(tree, port, after=0.0):
+    """[(time, time_sp ms)] of each run-timed command on `port` since `after`."""
+    commands = [(t, a, v) for t, p, a, v in list(tree.log) if p == port and t >= after]
+    timed, time_sp = [], None
+    for t, attribute, value in commands:
+        if attribute == "time_sp":
+            time_sp = int(value)
+        elif attribute == "command":
+            assert value in ("run-timed", "stop"), f"{port}: command {value}: only timed runs stop by themselves"
+            if value == "run-timed":
+                timed.append((t, time_sp))
+    return timed
 
 
 def turning_right(tree):
     left, right = tree.last("outB", "speed_sp"), tree.last("outC", "speed_sp")
     return (left is not None and right is not None and int(left) > 0 > int(right)
-            and tree.last("outB", "command") == "run-forever")
+            and tree.last("outB", "command") == "run-timed")
 
 
 def test_vermin_says_python_3_5():
@@ -52,7 +80,7 @@ def test_vermin_says_python_3_5():
 
 def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
     import ast
-    allowed = {"argparse", "json", "logging", "signal", "socket", "subprocess", "sys", "tempfile", "time",
+    allowed = {"argparse", "json", "logging", "math", "os", "signal", "socket", "subprocess", "sys", "tempfile", "time",
                "zmq", "ev3dev2", "ev3dev2.motor"}
     for path in sorted((ROOT / "robot_client").glob("*.py")):
         source = path.read_text()
@@ -95,7 +123,7 @@ def test_sigterm_stops_the_motors(tmp_path):
     try:
         time.sleep(1.0)
         send_for(sock, 1.0, offset_x=-0.6)
-        assert tree.last("outC", "command") == "run-forever"
+        assert tree.last("outC", "command") == "run-timed"
         t_term = time.monotonic()
         client.send_signal(signal.SIGTERM)
         assert client.wait(5) == 0
@@ -106,6 +134,28 @@ def test_sigterm_stops_the_motors(tmp_path):
         sock.close()
 
 
+def non_finite_frames():
+    """Valid messages but for one number: NaN, Infinity, -Infinity (accepted by json.loads) and 1e999
+    (parsed as inf)."""
+    person = person_message(2, offset_x=0.7)
+    return [person.replace(b'"offset_x":0.7', b'"offset_x":NaN'), person.replace(b'"area":0.15', b'"area":Infinity'),
+            person.replace(b'"offset_x":0.7', b'"offset_x":-Infinity'), person.replace(b'"area":0.15', b'"area":1e999'),
+            status_message().replace(b'"p50":40.0', b'"p50":NaN')]
+
+
+def test_protocol_refuses_non_finite_numbers():
+    for frame in non_finite_frames():
+        with pytest.raises(protocol.ProtocolError, match="non-finite"):
+            protocol.decode(frame)
+    message = protocol.decode(person_message(1))[1]
+    protocol.validate("person", message)
+    with pytest.raises(protocol.ProtocolError, match="person.offset_x: non-finite"):
+        protocol.validate("person", {**message, "offset_x": float("nan")})
+    status = protocol.decode(status_message())[1]
+    with pytest.raises(protocol.ProtocolError, match="status.latency_ms.p95: non-finite"):
+        protocol.validate("status", {**status, "latency_ms": {"p50": 1.0, "p95": float("-inf")}})
+
+
 def test_malformed_messages_are_counted_and_ignored(tmp_path):
     sock, endpoint = publisher()
     client = subprocess.Popen([ev3_python(), "-m", "robot_client", "--connect", endpoint, "--dry-run",
@@ -114,18 +164,20 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     time.sleep(1.2)
     bad = [b"person ", b"person {not json", b"person " + '{"v":1}'.encode(), b"person [1,2]",
            b"person \xff\xfe", protocol.encode("person", {"v": 2})[:-1] + b"}",
-           b'person {"v":1,"seq":"x"}', b"status " + b'{"v":1,"state":"dancing"}']
-    good = person_message(1, offset_x=0.7)
+           b'person {"v":1,"seq":"x"}', b"status " + b'{"v":1,"state":"dancing"}', *non_finite_frames()]
+    sock.send(status_message())  # the client would drive on the bad ones if they were accepted
     for frame in bad:  # spaced out: CONFLATE would rightly keep only the newest of a burst
         sock.send(frame)
         time.sleep(0.15)
-    for _ in range(10):
-        sock.send(good)
+    for seq in range(10, 20):
+        sock.send(person_message(seq, offset_x=0.7))
         time.sleep(0.03)
     output, _ = client.communicate(timeout=15)
     sock.close()
     assert client.returncode == 0, output
     assert "Traceback" not in output
+    drives = set(re.findall(r"drive left=\S+ right=\S+", output))
+    assert len(drives) == 1, output  # only the good messages were driven on, none of the garbage
     assert re.search(r"drive left=\+\d+\.\d% right=-\d+\.\d%", output)  # still following after the garbage
     done = re.search(r"done: (\d+) messages, (\d+) malformed", output)
     assert done and int(done.group(2)) == len(bad) and int(done.group(1)) >= 1, output
