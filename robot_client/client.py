@@ -53,9 +53,10 @@ class Inbox(object):
     """Raw frames -> the follower. Malformed and stale messages are counted and ignored; the
     daemon's demo flag is remembered from its latest status."""
 
-    def __init__(self, follower, freshness):
+    def __init__(self, follower, freshness, allow_demo=False):
         self.follower = follower
         self.freshness = freshness
+        self.allow_demo = allow_demo
         self.messages = 0
         self.malformed = 0
         self.stale = 0
@@ -79,15 +80,18 @@ class Inbox(object):
                 return
             self.follower.on_person(payload, now)
         elif topic == protocol.STATUS:
+            if payload["demo"] and not self.demo and not self.allow_demo:
+                log.warning("the daemon runs --demo (its person is planted): not driving; start the client "
+                            "with --allow-demo to follow it")
             self.demo = payload["demo"]
             self.follower.on_status(payload, now)
 
-    def hold(self, allow_demo):
+    def hold(self):
         """Why the daemon's status forbids driving, or None."""
         if self.demo is None:
             return "waiting for the daemon's status"
-        if self.demo and not allow_demo:
-            return "the daemon runs --demo (a planted person); start the client with --allow-demo to follow it"
+        if self.demo and not self.allow_demo:
+            return "the daemon runs --demo"
         return None
 
 
@@ -97,7 +101,7 @@ def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, al
     poller = zmq.Poller()
     for sock in sockets:
         poller.register(sock, zmq.POLLIN)
-    inbox = Inbox(follower, freshness)
+    inbox = Inbox(follower, freshness, allow_demo)
     started = last_report = time.monotonic()
     if notifier is not None:
         notifier.notify("READY=1")
@@ -112,7 +116,7 @@ def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, al
                 tunnel.check(now)
             speeds, reason = follower.decide(now)
             if speeds is not None:
-                reason = inbox.hold(allow_demo)
+                reason = inbox.hold()
             if reason is None:
                 wheels.drive(speeds, now)
             else:

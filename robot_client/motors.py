@@ -29,6 +29,7 @@ class TankMotors(object):
         if sysfs_root:
             ev3dev2.Device.DEVICE_ROOT_PATH = sysfs_root
         self._speed = SpeedPercent
+        self._running = None  # (left, right, duration_s) of the timed run last started
         try:
             self.tank = MoveTank(left_port, right_port)
         except (ev3dev2.DeviceNotFound, OSError) as error:
@@ -37,9 +38,16 @@ class TankMotors(object):
                                                             ev3dev2.Device.DEVICE_ROOT_PATH, error))
 
     def drive(self, left, right, duration_s):
+        if (left, right, duration_s) == self._running:
+            # a renewal: the kernel keeps speed_sp, time_sp and stop_action; the command alone re-arms the timer
+            self.tank.left_motor.run_timed()
+            self.tank.right_motor.run_timed()
+            return
         self.tank.on_for_seconds(self._speed(left), self._speed(right), duration_s, brake=True, block=False)
+        self._running = (left, right, duration_s)
 
     def stop(self):
+        self._running = None
         self.tank.off(brake=True)
 
 

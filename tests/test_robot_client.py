@@ -2,6 +2,7 @@
 sshd for the tunnel, and the real daemon at the other end."""
 import os
 import re
+import socket
 import signal
 import subprocess
 import time
@@ -50,16 +51,19 @@ MAX_TIME_SP_MS = 300  # the longest a drive command may keep the wheels turning 
 
 
 def run_timed_commands(tree, port, after=0.0):
-    """[(time, time_sp ms)] of each run-timed command on `port` since `after`."""
-    commands = [(t, a, v) for t, p, a, v in list(tree.log) if p == port and t >= after]
-    timed, time_sp = [], None
-    for t, attribute, value in commands:
+    """Times of the run-timed commands on `port` since `after`, checking on the way that every
+    command is one that ends by itself and every time_sp written is at most MAX_TIME_SP_MS."""
+    timed = []
+    for t, p, attribute, value in list(tree.log):
+        if p != port or t < after:
+            continue
         if attribute == "time_sp":
-            time_sp = int(value)
+            assert 0 < int(value) <= MAX_TIME_SP_MS, f"{port}: time_sp {value}"
         elif attribute == "command":
-            assert value in ("run-timed", "stop"), f"{port}: command {value}: only timed runs stop by themselves"
+            # "reset" (ev3dev2 at start-up) and "stop" halt the motor; the only run is a timed one
+            assert value in ("run-timed", "stop", "reset"), f"{port}: command {value} runs until told otherwise"
             if value == "run-timed":
-                timed.append((t, time_sp))
+                timed.append(t)
     return timed
 
 
@@ -246,6 +250,144 @@ def test_tunnel_death_is_noticed_and_repaired(tmp_path, sshd):
         before = text.count("drive left=")
         send_for(sock, 3.0)  # messages flow again through the new tunnel
         assert log.read_text().count("drive left=") > before
+    finally:
+        stop_client(client)
+        sock.close()
+
+
+def test_killed_or_hung_up_client_leaves_motors_that_stop_by_themselves(tmp_path):
+    """SIGKILL: no code runs, so every drive command must be a timed run the kernel ends itself.
+    SIGHUP (the ssh session that started the client is gone): brake, like SIGTERM. The fake sysfs
+    cannot time out, so the commands written are what is checked."""
+    trees = {name: FakeMotorTree(tmp_path / name) for name in ("kill", "hup")}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    sock, endpoint = publisher()
+    common = ("--connect", endpoint, "--timeout-ms", 5000)
+    clients = {"kill": start_client(*common, "--sysfs-root", trees["kill"].root, tmp_path=tmp_path, log_name="kill.log"),
+               "hup": start_client(*common, "--sysfs-root", trees["hup"].root, tmp_path=tmp_path, log_name="hup.log",
+                                   env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})}
+    try:
+        time.sleep(1.0)
+        send_for(sock, 1.5, offset_x=0.6)  # one speed throughout: all but the first command are renewals
+        for tree in trees.values():
+            for port in ("outB", "outC"):
+                assert len(run_timed_commands(tree, port)) >= 5, tree.log[-8:]  # renewed, not sent once
+                assert tree.last(port, "time_sp") is not None
+        t_signal = time.monotonic()
+        clients["kill"].kill()
+        clients["hup"].send_signal(signal.SIGHUP)
+        assert clients["hup"].wait(5) == 0 and clients["kill"].wait(5) == -signal.SIGKILL
+        hup, kill = trees["hup"], trees["kill"]
+        assert hup.wait_for(lambda: all(hup.first_time(p, "command", "stop", after=t_signal) for p in ("outB", "outC")), 2)
+        time.sleep(0.1)  # the recorder has seen everything the killed client wrote
+        for port in ("outB", "outC"):
+            assert kill.last(port, "command") == "run-timed", kill.log[-8:]
+            assert int(kill.last(port, "time_sp")) <= MAX_TIME_SP_MS
+        # the brick's unit then runs ExecStopPost=... --stop-motors
+        result = subprocess.run([ev3_python(), "-m", "robot_client", "--stop-motors", "--sysfs-root", str(kill.root)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert kill.wait_for(lambda: kill.last("outB", "command") == kill.last("outC", "command") == "stop", 2)
+        # the loop told systemd it was ready, then fed the watchdog at a quarter of its 0.4 s period
+        notify.setblocking(False)
+        datagrams = []
+        while True:
+            try:
+                datagrams.append(notify.recv(256))
+            except BlockingIOError:
+                break
+        assert datagrams[0] == b"READY=1" and datagrams.count(b"WATCHDOG=1") >= 10, datagrams[:3]
+    finally:
+        for client in clients.values():
+            stop_client(client)
+        for tree in trees.values():
+            tree.close()
+        sock.close()
+        notify.close()
+
+
+def test_demo_daemon_is_followed_only_with_allow_demo(tmp_path):
+    daemon = Daemon("--demo", http=False).start()
+    blocked, allowed = FakeMotorTree(tmp_path / "blocked"), FakeMotorTree(tmp_path / "allowed")
+    common = ("--connect", daemon.pub, "--timeout-ms", 1000)
+    clients = [start_client(*common, "--sysfs-root", blocked.root, tmp_path=tmp_path, log_name="blocked.log"),
+               start_client(*common, "--sysfs-root", allowed.root, "--allow-demo", tmp_path=tmp_path,
+                            log_name="allowed.log"),
+               start_client(*common, "--dry-run", tmp_path=tmp_path, log_name="dry.log")]
+    try:
+        # the planted person is one to drive towards: --allow-demo does
+        assert allowed.wait_for(lambda: len(run_timed_commands(allowed, "outB")) >= 3, 60), \
+            (tmp_path / "allowed.log").read_text()
+        time.sleep(1.0)
+        assert run_timed_commands(blocked, "outB") == run_timed_commands(blocked, "outC") == []
+        assert blocked.last("outB", "command") == blocked.last("outC", "command") == "stop"
+        assert "daemon runs --demo" in (tmp_path / "blocked.log").read_text()
+        assert "drive left=" in (tmp_path / "dry.log").read_text()  # --dry-run still shows what it would do
+        assert all(client.poll() is None for client in clients)
+    finally:
+        for client in clients:
+            stop_client(client)
+        daemon.stop()
+        blocked.close()
+        allowed.close()
+
+
+def test_backlog_after_a_stall_is_not_driven_on(tmp_path):
+    tree = FakeMotorTree(tmp_path / "sys")
+    sock, endpoint = publisher()
+    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 500, tmp_path=tmp_path)
+    try:
+        time.sleep(1.0)
+        seq = send_for(sock, 1.0, found=False)  # nobody in view; the client learns the link's usual delay
+        t_last = time.time()
+        time.sleep(1.5)  # the Wi-Fi stalls; meanwhile the daemon publishes into TCP/SSH buffers ...
+        # ... and the person walks in. The link comes back: the first half second of the stall
+        # arrives at once, every message 1 to 1.5 s after it was published.
+        t_burst = time.monotonic()
+        sock.send(status_message())
+        for i in range(15):
+            sock.send(person_message(seq + i, offset_x=0.6, t_publish=t_last + (i + 1) / 30))
+        seq += 15
+        time.sleep(1.0)
+        assert run_timed_commands(tree, "outB", after=t_burst) == [], tree.log[-8:]
+        assert "ignored stale message" in (tmp_path / "client.log").read_text()
+        t_fresh = time.monotonic()
+        send_for(sock, 1.0, offset_x=0.6, seq=seq)  # current messages again: followed
+        assert run_timed_commands(tree, "outB", after=t_fresh)
+    finally:
+        stop_client(client)
+        tree.close()
+        sock.close()
+
+
+def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd):
+    sock, endpoint = publisher()
+    port = int(endpoint.rsplit(":", 1)[1])
+    client = start_client(*sshd.client_args, "--remote-port", port, "--dry-run", "--ssh-healthy-s", 2,
+                          tmp_path=tmp_path)
+    log = tmp_path / "client.log"
+
+    def kill_ssh_number(n):
+        deadline = time.monotonic() + 30
+        while len(re.findall(r"ssh tunnel started \(pid (\d+)\)", log.read_text())) < n:
+            assert time.monotonic() < deadline and client.poll() is None, log.read_text()
+            time.sleep(0.05)
+        os.kill(int(re.findall(r"ssh tunnel started \(pid (\d+)\)", log.read_text())[n - 1]), signal.SIGKILL)
+
+    try:
+        for n in (1, 2, 3):  # deaths in a row: the delay grows
+            kill_ssh_number(n)
+        deadline = time.monotonic() + 30
+        while "restart delay back to 0.5 s" not in log.read_text():  # the 4th ssh stays up for 2 s
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        kill_ssh_number(4)
+        deadline = time.monotonic() + 10
+        while len(re.findall(r"restarting in ([\d.]+) s", log.read_text())) < 4:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert re.findall(r"restarting in ([\d.]+) s", log.read_text()) == ["0.5", "1.0", "2.0", "0.5"]
     finally:
         stop_client(client)
         sock.close()
