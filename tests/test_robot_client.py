@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, require_program
-from daemon_helpers import Daemon
+from daemon_helpers import Daemon, free_port
 from darknet_files import make_params, person_last_layer, write_weights
 from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client
 from robot_client import protocol
@@ -391,3 +391,40 @@ def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd
     finally:
         stop_client(client)
         sock.close()
+
+
+def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
+    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed, another
+    port and any command are not."""
+    readme = (ROOT / "README.md").read_text()
+    options = re.search(r"The key line is `(restrict,\S+) KEY`", readme).group(1)
+    server = Sshd(tmp_path / "ssh")
+    try:
+        allowed, other = free_port(), free_port()
+        key = (tmp_path / "ssh" / "client_key.pub").read_text().strip()
+        (tmp_path / "ssh" / "authorized_keys").write_text(options.replace("5556", str(allowed)) + " " + key + "\n")
+        ssh = [require_program("ssh"), "-p", str(server.port), "-i", str(tmp_path / "ssh" / "client_key"),
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes"]
+        unit = (ROOT / "systemd" / "robot-detector-tunnel.service").read_text()
+        bind = re.search(r"-R (\S+):\$\{PORT\}:", unit).group(1)  # as the unit asks for it
+        tunnel = subprocess.Popen([*ssh, "-N", "-R", f"{bind}:{allowed}:127.0.0.1:9", server.destination],
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", allowed)) == 0:
+                        break
+                assert tunnel.poll() is None and time.monotonic() < deadline, tunnel.stderr.read()
+                time.sleep(0.05)
+        finally:
+            tunnel.terminate()
+            tunnel.wait(5)
+        refused = subprocess.run([*ssh, "-N", "-R", f"{bind}:{other}:127.0.0.1:9", server.destination],
+                                 capture_output=True, text=True, timeout=15)
+        assert refused.returncode != 0 and "remote port forwarding failed" in refused.stderr
+        command = subprocess.run([*ssh, server.destination, "echo", "shell"], capture_output=True, text=True, timeout=15)
+        assert command.returncode != 0 and "shell" not in command.stdout
+    finally:
+        server.close()
