@@ -394,10 +394,10 @@ def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd
 
 
 def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
-    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed, another
-    port and any command are not."""
+    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed; another
+    -R port, a -L forward elsewhere and any command are not."""
     readme = (ROOT / "README.md").read_text()
-    options = re.search(r"The key line is `(restrict,\S+) KEY`", readme).group(1)
+    options = re.search(r"The key line is\s+`(restrict,\S+) KEY`", readme).group(1)
     server = Sshd(tmp_path / "ssh")
     try:
         allowed, other = free_port(), free_port()
@@ -426,5 +426,25 @@ def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
         assert refused.returncode != 0 and "remote port forwarding failed" in refused.stderr
         command = subprocess.run([*ssh, server.destination, "echo", "shell"], capture_output=True, text=True, timeout=15)
         assert command.returncode != 0 and "shell" not in command.stdout
+        local = free_port()  # a -L forward to sshd itself, which greets every connection with its banner
+        forward = subprocess.Popen([*ssh, "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{server.port}", server.destination],
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with socket.socket() as probe:
+                    probe.settimeout(5)
+                    if probe.connect_ex(("127.0.0.1", local)) == 0:
+                        try:
+                            greeting = probe.recv(64)
+                        except OSError:
+                            greeting = b""
+                        break
+                assert forward.poll() is None and time.monotonic() < deadline, forward.stderr.read()
+                time.sleep(0.05)
+            assert not greeting.startswith(b"SSH-"), greeting  # the channel was refused: nothing came through
+        finally:
+            forward.terminate()
+            forward.wait(5)
     finally:
         server.close()
