@@ -2,10 +2,13 @@
 
 Runs resident on the EV3 brick (Python 3.5, Debian's pyzmq). The motors are stopped when no
 fresh message arrived within --timeout-ms, when the person is lost, when the daemon says it is
-stopping or lost its camera, on SIGTERM/SIGINT, and on any error (in `finally`).
+stopping or lost its camera, while it runs --demo (unless --allow-demo), on SIGTERM/SIGINT/SIGHUP,
+and on any error (in `finally`). Every drive command is a timed run that ev3dev ends by itself
+unless renewed (motors.py), so a killed or hung client stops the wheels too.
 """
 import argparse
 import logging
+import math
 import signal
 import sys
 import time
@@ -14,8 +17,10 @@ import zmq
 
 from . import protocol
 from .controller import Follower, Gains
+from .freshness import Freshness
 from .motors import DryRunMotors, MotorError, TankMotors, Wheels
-from .tunnel import SshTunnel
+from .sdnotify import Notifier
+from .tunnel import HEALTHY_S, SshTunnel
 
 log = logging.getLogger("robot_client")
 
@@ -44,60 +49,88 @@ def subscriber(context, endpoint, topic):
     return sock
 
 
-class Counters(object):
-    def __init__(self):
+class Inbox(object):
+    """Raw frames -> the follower. Malformed and stale messages are counted and ignored; the
+    daemon's demo flag is remembered from its latest status."""
+
+    def __init__(self, follower, freshness, allow_demo=False):
+        self.follower = follower
+        self.freshness = freshness
+        self.allow_demo = allow_demo
         self.messages = 0
         self.malformed = 0
-        self.last_error = None
+        self.stale = 0
+        self.demo = None  # None: no status seen yet
+
+    def handle(self, frame, now):
+        try:
+            topic, payload = protocol.decode(frame)
+        except protocol.ProtocolError as error:
+            self.malformed += 1
+            if self.malformed == 1 or self.malformed % 100 == 0:
+                log.warning("ignored malformed message #%d: %s", self.malformed, error)
+            return
+        self.messages += 1
+        if topic == protocol.PERSON:
+            why = self.freshness.judge(payload, now)
+            if why:
+                self.stale += 1
+                if self.stale == 1 or self.stale % 100 == 0:
+                    log.warning("ignored stale message #%d: %s", self.stale, why)
+                return
+            self.follower.on_person(payload, now)
+        elif topic == protocol.STATUS:
+            if payload["demo"] and not self.demo and not self.allow_demo:
+                log.warning("the daemon runs --demo (its person is planted): not driving; start the client "
+                            "with --allow-demo to follow it")
+            self.demo = payload["demo"]
+            self.follower.on_status(payload, now)
+
+    def hold(self):
+        """Why the daemon's status forbids driving, or None."""
+        if self.demo is None:
+            return "waiting for the daemon's status"
+        if self.demo and not self.allow_demo:
+            return "the daemon runs --demo"
+        return None
 
 
-def handle(frame, follower, counters, now):
-    """Feed one raw message to the follower; malformed ones are counted and ignored."""
-    try:
-        topic, payload = protocol.decode(frame)
-    except protocol.ProtocolError as error:
-        counters.malformed += 1
-        counters.last_error = str(error)
-        if counters.malformed == 1 or counters.malformed % 100 == 0:
-            log.warning("ignored malformed message #%d: %s", counters.malformed, error)
-        return
-    counters.messages += 1
-    if topic == protocol.PERSON:
-        follower.on_person(payload, now)
-    elif topic == protocol.STATUS:
-        follower.on_status(payload, now)
-
-
-def run(endpoint, wheels, follower, tunnel=None, max_seconds=None):
+def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, allow_demo=False, notifier=None):
     context = zmq.Context.instance()
     sockets = [subscriber(context, endpoint, protocol.PERSON), subscriber(context, endpoint, protocol.STATUS)]
     poller = zmq.Poller()
     for sock in sockets:
         poller.register(sock, zmq.POLLIN)
-    counters = Counters()
+    inbox = Inbox(follower, freshness, allow_demo)
     started = last_report = time.monotonic()
+    if notifier is not None:
+        notifier.notify("READY=1")
     try:
         while max_seconds is None or time.monotonic() - started < max_seconds:
             ready = dict(poller.poll(LOOP_S * 1000))
             now = time.monotonic()
             for sock in sockets:
                 if ready.get(sock):
-                    handle(sock.recv(zmq.NOBLOCK), follower, counters, now)
+                    inbox.handle(sock.recv(zmq.NOBLOCK), now)
             if tunnel is not None:
                 tunnel.check(now)
             speeds, reason = follower.decide(now)
-            if speeds is None:
-                wheels.stop(reason)
+            if speeds is not None:
+                reason = inbox.hold()
+            if reason is None:
+                wheels.drive(speeds, now)
             else:
-                wheels.drive(speeds)
+                wheels.stop(reason)
+            if notifier is not None:
+                notifier.watchdog(now)
             if now - last_report >= REPORT_EVERY_S:
                 last_report = now
-                log.info("messages %d, malformed %d, tunnel restarts %s, wheels %s", counters.messages,
-                         counters.malformed, tunnel.restarts if tunnel else "-", wheels.current)
+                log.info("messages %d, malformed %d, stale %d, tunnel restarts %s, wheels %s", inbox.messages,
+                         inbox.malformed, inbox.stale, tunnel.restarts if tunnel else "-", wheels.current)
     finally:
         for sock in sockets:
             sock.close()
-    return counters
+    return inbox
 
 
 def parse_args(argv):
@@ -109,6 +142,8 @@ def parse_args(argv):
     parser.add_argument("--ssh-key", help="private key for --ssh")
     parser.add_argument("--ssh-option", action="append", default=[], metavar="OPTION",
                         help="extra ssh -o option (repeatable)")
+    parser.add_argument("--ssh-healthy-s", type=float, default=HEALTHY_S, metavar="SECONDS",
+                        help="after this long up, a tunnel's restart delay is back to its minimum (default %(default)s)")
     parser.add_argument("--remote-port", type=int, default=5556, help="daemon's port on that PC (default %(default)s)")
     parser.add_argument("--left", default="outB", help="left motor port (default %(default)s)")
     parser.add_argument("--right", default="outC", help="right motor port (default %(default)s)")
@@ -119,7 +154,12 @@ def parse_args(argv):
     parser.add_argument("--drive-gain", type=float, default=40.0)
     parser.add_argument("--timeout-ms", type=int, default=500, help="stop when no fresh message for this long")
     parser.add_argument("--lost-grace-ms", type=int, default=300, help="stop when the person is lost this long")
-    parser.add_argument("--dry-run", action="store_true", help="print wheel commands, drive nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print wheel commands, drive nothing (also while the daemon runs --demo)")
+    parser.add_argument("--allow-demo", action="store_true",
+                        help="drive on a daemon started with --demo (its person is planted); off by default")
+    parser.add_argument("--stop-motors", action="store_true",
+                        help="brake both motors and exit (the brick's unit runs this after the client stops)")
     parser.add_argument("--sysfs-root", help="where ev3dev2 looks for devices (default /sys/class)")
     parser.add_argument("--run-seconds", type=float, help="exit after this many seconds (tests, demos)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -133,7 +173,9 @@ def _terminate(signum, frame):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _terminate)
+    # SIGHUP: the ssh session that started the client by hand is gone; stop like SIGTERM
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
         gains = Gains(args.max_speed, args.target_area, turn_gain=args.turn_gain, drive_gain=args.drive_gain)
     except ValueError as error:
@@ -142,27 +184,38 @@ def main(argv=None):
     if args.timeout_ms <= 0 or args.lost_grace_ms < 0:
         sys.stderr.write("robot-client: error: --timeout-ms must be > 0 and --lost-grace-ms >= 0\n")
         return 2
+    if not (math.isfinite(args.ssh_healthy_s) and args.ssh_healthy_s >= 0):
+        sys.stderr.write("robot-client: error: --ssh-healthy-s must be a finite number >= 0, found {}\n".format(
+            args.ssh_healthy_s))
+        return 2
     try:
         motors = DryRunMotors() if args.dry_run else TankMotors(args.left, args.right, args.sysfs_root)
     except MotorError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
+    if args.stop_motors:
+        motors.stop()
+        return 0
     wheels = Wheels(motors, log)
     follower = Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
+    freshness = Freshness(args.timeout_ms / 1000.0)
+    notifier = Notifier()
     tunnel = None
     endpoint = args.connect
     try:
         wheels.stop("starting")
         if args.ssh:
-            tunnel = SshTunnel(args.ssh, args.remote_port, args.ssh_port, args.ssh_key, args.ssh_option)
+            tunnel = SshTunnel(args.ssh, args.remote_port, args.ssh_port, args.ssh_key, args.ssh_option,
+                               healthy_s=args.ssh_healthy_s)
             tunnel.start()
             if not tunnel.wait_ready():
                 log.warning("ssh tunnel to %s is not up yet; will keep retrying", args.ssh)
             endpoint = tunnel.endpoint
         log.info("following the person published at %s (%s)", endpoint, "dry run" if args.dry_run else
                  "motors {} and {}".format(args.left, args.right))
-        counters = run(endpoint, wheels, follower, tunnel, args.run_seconds)
-        log.info("done: %d messages, %d malformed", counters.messages, counters.malformed)
+        inbox = run(endpoint, wheels, follower, freshness, tunnel, args.run_seconds,
+                    allow_demo=args.allow_demo or args.dry_run, notifier=notifier)
+        log.info("done: %d messages, %d malformed, %d stale", inbox.messages, inbox.malformed, inbox.stale)
         return 0
     except KeyboardInterrupt:
         return 0
@@ -170,5 +223,6 @@ def main(argv=None):
         try:
             motors.stop()  # whatever happened above, the robot does not keep driving
         finally:
+            notifier.close()
             if tunnel is not None:
                 tunnel.close()

@@ -5,6 +5,8 @@ Speeds are percentages of the motors' maximum (ev3dev2's SpeedPercent), positive
 
 
 def clamp(value, low, high):
+    if value != value:  # NaN: every comparison is false, so max/min would hand back a bound
+        raise ValueError("cannot clamp NaN")
     return max(low, min(high, value))
 
 

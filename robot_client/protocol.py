@@ -7,6 +7,7 @@ are fractions of the frame (x, y: box centre; w, h: box size).
 Python 3.5 compatible (the daemon imports it too), standard library only.
 """
 import json
+import math
 
 VERSION = 1
 PERSON, DETECTIONS, STATUS = "person", "detections", "status"
@@ -51,11 +52,35 @@ def decode(frame):
         raise ProtocolError("expected 'topic json', found no space")
     try:
         topic = topic.decode("ascii")
-        payload = json.loads(body.decode("utf-8"))
+        payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except ProtocolError:
+        raise
     except (UnicodeDecodeError, ValueError) as error:
         raise ProtocolError("unreadable message: {}".format(error))
     validate(topic, payload)
     return topic, payload
+
+
+def _refuse_constant(name):
+    # json.loads accepts NaN, Infinity and -Infinity, which are not JSON and would reach `clamp`
+    raise ProtocolError("non-finite number {} (expected a finite number)".format(name))
+
+
+def _non_finite(value, path):
+    """The path of the first non-finite float in `value` (e.g. 1e999 parses as inf), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, "{}.{}".format(path, key))
+        if found:
+            return found
+    return None
 
 
 def _check_fields(payload, fields, what):
@@ -77,6 +102,9 @@ def validate(topic, payload):
     if topic not in SCHEMA:
         raise ProtocolError("unknown topic {!r}".format(topic))
     _check_fields(payload, SCHEMA[topic], topic)
+    where = _non_finite(payload, topic)
+    if where:
+        raise ProtocolError("{}: non-finite number (expected a finite number)".format(where))
     if payload["v"] != VERSION:
         raise ProtocolError("{}: version {} is not {}".format(topic, payload["v"], VERSION))
     if topic == PERSON:

@@ -12,6 +12,10 @@ import time
 log = logging.getLogger("robot_client.tunnel")
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# An ssh that stayed up this long was healthy: its next death restarts after BACKOFF_S[0] again.
+# Longer than ConnectTimeout + ServerAliveInterval * CountMax below, so that an ssh still trying to
+# connect, or on a link already dead, does not count as healthy.
+HEALTHY_S = 30.0
 
 
 def free_local_port():
@@ -28,7 +32,7 @@ class SshTunnel(object):
     of `destination` (USER@HOST), where the daemon publishes."""
 
     def __init__(self, destination, remote_port, ssh_port=None, identity=None, options=(), local_port=None,
-                 ssh_binary="ssh"):
+                 ssh_binary="ssh", healthy_s=HEALTHY_S):
         self.local_port = local_port or free_local_port()
         self.command = [ssh_binary, "-N", "-L", "127.0.0.1:{}:127.0.0.1:{}".format(self.local_port, remote_port),
                         "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=5",
@@ -42,9 +46,11 @@ class SshTunnel(object):
         self.command.append(destination)
         self.process = None
         self.restarts = 0
-        self.failures = 0
+        self.failures = 0         # deaths since the tunnel was last healthy: the backoff step
+        self.healthy_s = healthy_s
         self._stderr = None
         self._retry_at = 0.0
+        self._started_at = None
 
     @property
     def endpoint(self):
@@ -54,6 +60,7 @@ class SshTunnel(object):
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=self._stderr)
+        self._started_at = time.monotonic()
         log.info("ssh tunnel started (pid %d): %s", self.process.pid, " ".join(self.command))
 
     def _why(self):
@@ -64,6 +71,10 @@ class SshTunnel(object):
     def check(self, now):
         """Call often. Returns True while the ssh process is alive; restarts it with backoff."""
         if self.process is not None and self.process.poll() is None:
+            if self.failures and now - self._started_at >= self.healthy_s:
+                log.info("ssh tunnel up for %.0f s: restart delay back to %.1f s", now - self._started_at,
+                         BACKOFF_S[0])
+                self.failures = 0
             return True
         if self.process is not None:
             code = self.process.returncode
@@ -89,7 +100,6 @@ class SshTunnel(object):
             try:
                 sock.settimeout(0.2)
                 sock.connect(("127.0.0.1", self.local_port))
-                self.failures = 0
                 return True
             except (OSError, socket.timeout):
                 time.sleep(0.1)

@@ -16,7 +16,18 @@ from conftest import ROOT, require_program
 from daemon_helpers import free_port
 
 MOTOR_FILES = {"driver_name": "lego-ev3-l-motor", "count_per_rot": "360", "max_speed": "1050"}
-WRITABLE = ("command", "speed_sp", "stop_action")
+WRITABLE = ("speed_sp", "time_sp", "stop_action", "command")  # the order ev3dev2 writes them
+COMMANDS = ("run-forever", "run-to-abs-pos", "run-to-rel-pos", "run-timed", "run-direct", "stop", "reset")
+
+
+def newest_command(value):
+    """ev3dev2 writes at offset 0 without truncating, so a command written over an unread longer
+    one (e.g. "stop" over "reset" while starting up) leaves that one's tail: "stopt". The newest is
+    the command the value starts with."""
+    if value in COMMANDS:
+        return value
+    starts = [command for command in COMMANDS if value.startswith(command)]
+    return max(starts, key=len) if starts else value
 
 
 def ev3_python():
@@ -58,12 +69,19 @@ class FakeMotorTree:
         while not self._stop.is_set():
             for port, folder in self.dirs.items():
                 for name in WRITABLE:
-                    with open(folder / name, "r+") as f:
-                        value = f.read().strip()
+                    # os-level calls: the moment between reading and truncating, where a write of
+                    # the client would be lost or overlaid, stays a few microseconds
+                    fd = os.open(folder / name, os.O_RDWR)
+                    try:
+                        value = os.read(fd, 64)
                         if value:
-                            f.seek(0)
-                            f.truncate()
-                            self.log.append((time.monotonic(), port, name, value))
+                            os.ftruncate(fd, 0)
+                    finally:
+                        os.close(fd)
+                    value = value.decode().strip()
+                    if value:
+                        value = newest_command(value) if name == "command" else value
+                        self.log.append((time.monotonic(), port, name, value))
             time.sleep(0.002)
 
     def last(self, port, attribute):
@@ -89,11 +107,11 @@ class FakeMotorTree:
         self._thread.join()
 
 
-def start_client(*args, tmp_path=None):
+def start_client(*args, tmp_path=None, log_name="client.log", env=None):
     """The real robot client, as on the brick (python -m robot_client), logging to a file."""
-    log = open(tmp_path / "client.log", "w") if tmp_path else subprocess.DEVNULL
+    log = open(tmp_path / log_name, "w") if tmp_path else subprocess.DEVNULL
     return subprocess.Popen([ev3_python(), "-m", "robot_client", *map(str, args)], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
 def stop_client(process, timeout=5):

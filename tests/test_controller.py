@@ -1,7 +1,8 @@
 """The robot's steering and safety decisions (pure functions, no sockets)."""
 import pytest
 
-from robot_client.controller import Follower, Gains, wheel_speeds
+from robot_client.controller import Follower, Gains, clamp, wheel_speeds
+from robot_client.freshness import RESYNC_S, Freshness
 
 GAINS = Gains(max_speed=40, target_area=0.15, turn_gain=30, turn_dead_band=0.1, drive_gain=40, area_dead_band=0.15)
 
@@ -76,3 +77,40 @@ def test_follower_stops_on_daemon_stopping_or_camera_lost():
         assert follower.decide(1.02) == (None, "daemon is " + state)
         follower.on_person(person(), now=1.1)  # frames flow again
         assert follower.decide(1.1)[0] is not None
+
+
+def test_clamp_refuses_nan_instead_of_returning_a_bound():
+    with pytest.raises(ValueError, match="NaN"):
+        clamp(float("nan"), -1.0, 1.0)
+    assert clamp(float("inf"), -1.0, 1.0) == 1.0  # infinities are ordered; the protocol refuses them earlier
+
+
+def published(seq, t_publish):
+    return {"seq": seq, "t_publish": t_publish}
+
+
+def test_freshness_learns_the_link_delay_and_refuses_a_backlog():
+    # PC clock and brick clock differ by 1000 s; each is only compared with itself
+    fresh = Freshness(max_lag_s=0.5)
+    assert fresh.judge(published(0, 5000.0), t_arrival=4000.10) is None
+    assert fresh.judge(published(1, 5000.1), t_arrival=4000.18) is None  # a faster transit: the new baseline
+    assert fresh.judge(published(2, 5000.2), t_arrival=4000.60) is None  # 0.32 s late: jitter, still fresh
+    assert "backlog" in fresh.judge(published(3, 5000.3), t_arrival=4001.00)  # 0.62 s late
+    assert fresh.judge(published(4, 5001.3), t_arrival=4001.40) is None  # the backlog has drained
+
+
+def test_freshness_follows_restarts_clock_steps_and_drift():
+    fresh = Freshness(max_lag_s=0.5)
+    assert fresh.judge(published(10, 100.0), 0.0) is None
+    assert "old message" in fresh.judge(published(10, 100.0), 0.05)  # the same message again
+    assert "old message" in fresh.judge(published(3, 99.0), 0.1)     # published before the newest
+    assert fresh.judge(published(0, 100.5), 0.5) is None               # the daemon restarted: seq from 0
+    assert fresh.judge(published(1, 40.0), 0.6) is None                # PC clock stepped back, seq went on
+    assert fresh.judge(published(2, 40.1), 0.7) is None
+    # drift: the link's delay creeps up by 1 ms per second (within DRIFT_PER_S) for 10 minutes
+    for k in range(1, 601):
+        assert fresh.judge(published(2 + k, 40.1 + k), 0.7 + k * 1.001) is None
+    # the daemon restarts on a clock stepped back by an hour: refused as old, then taken after RESYNC_S
+    assert "old message" in fresh.judge(published(0, 40.0 - 3600), 602.0)
+    assert fresh.judge(published(5, 40.0 - 3600 + 5.0), 602.0 + RESYNC_S) is None
+    assert fresh.judge(published(6, 40.0 - 3600 + 5.1), 602.1 + RESYNC_S) is None

@@ -2,6 +2,7 @@
 sshd for the tunnel, and the real daemon at the other end."""
 import os
 import re
+import socket
 import signal
 import subprocess
 import time
@@ -9,15 +10,16 @@ import time
 import pytest
 
 from conftest import ROOT, require_program
-from daemon_helpers import Daemon
+from daemon_helpers import Daemon, free_port
 from darknet_files import make_params, person_last_layer, write_weights
 from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client
 from robot_client import protocol
 
 
-def person_message(seq, offset_x=0.5, area=0.15, found=True):
+def person_message(seq, offset_x=0.5, area=0.15, found=True, t_publish=None):
     x = (offset_x + 1) / 2
-    message = {"v": 1, "seq": seq, "t_capture": time.time(), "t_publish": time.time(), "frame_w": 640,
+    t_publish = time.time() if t_publish is None else t_publish
+    message = {"v": 1, "seq": seq, "t_capture": t_publish - 0.05, "t_publish": t_publish, "frame_w": 640,
                "frame_h": 480, "found": found}
     if found:
         message.update(x=x, y=0.5, w=area / 0.5, h=0.5, area=area, offset_x=offset_x, confidence=0.9)
@@ -26,19 +28,49 @@ def person_message(seq, offset_x=0.5, area=0.15, found=True):
     return protocol.encode("person", message)
 
 
-def send_for(sock, seconds, offset_x=0.5, rate_hz=30):
+def status_message(demo=False, state="running"):
+    return protocol.encode("status", {"v": 1, "t": time.time(), "state": state, "fps": 30.0,
+                                      "latency_ms": {"p50": 40.0, "p95": 60.0}, "frames": 1, "dropped": 0,
+                                      "engine": "onnxruntime", "device": "cpu", "demo": demo})
+
+
+def send_for(sock, seconds, offset_x=0.5, rate_hz=30, found=True, seq=0):
+    """Person messages at `rate_hz`, and a status (not demo) every 10th, as the daemon sends them.
+    Returns the next seq."""
     end = time.monotonic() + seconds
-    seq = 0
     while time.monotonic() < end:
-        sock.send(person_message(seq, offset_x))
+        if seq % 10 == 0:
+            sock.send(status_message())
+        sock.send(person_message(seq, offset_x, found=found))
         seq += 1
         time.sleep(1 / rate_hz)
+    return seq
+
+
+MAX_TIME_SP_MS = 300  # the longest a drive command may keep the wheels turning without the client
+
+
+def run_timed_commands(tree, port, after=0.0):
+    """Times of the run-timed commands on `port` since `after`, checking on the way that every
+    command is one that ends by itself and every time_sp written is at most MAX_TIME_SP_MS."""
+    timed = []
+    for t, p, attribute, value in list(tree.log):
+        if p != port or t < after:
+            continue
+        if attribute == "time_sp":
+            assert 0 < int(value) <= MAX_TIME_SP_MS, f"{port}: time_sp {value}"
+        elif attribute == "command":
+            # "reset" (ev3dev2 at start-up) and "stop" halt the motor; the only run is a timed one
+            assert value in ("run-timed", "stop", "reset"), f"{port}: command {value} runs until told otherwise"
+            if value == "run-timed":
+                timed.append(t)
+    return timed
 
 
 def turning_right(tree):
     left, right = tree.last("outB", "speed_sp"), tree.last("outC", "speed_sp")
     return (left is not None and right is not None and int(left) > 0 > int(right)
-            and tree.last("outB", "command") == "run-forever")
+            and tree.last("outB", "command") == "run-timed")
 
 
 def test_vermin_says_python_3_5():
@@ -52,7 +84,7 @@ def test_vermin_says_python_3_5():
 
 def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
     import ast
-    allowed = {"argparse", "json", "logging", "signal", "socket", "subprocess", "sys", "tempfile", "time",
+    allowed = {"argparse", "json", "logging", "math", "os", "signal", "socket", "subprocess", "sys", "tempfile", "time",
                "zmq", "ev3dev2", "ev3dev2.motor"}
     for path in sorted((ROOT / "robot_client").glob("*.py")):
         source = path.read_text()
@@ -95,7 +127,7 @@ def test_sigterm_stops_the_motors(tmp_path):
     try:
         time.sleep(1.0)
         send_for(sock, 1.0, offset_x=-0.6)
-        assert tree.last("outC", "command") == "run-forever"
+        assert tree.last("outC", "command") == "run-timed"
         t_term = time.monotonic()
         client.send_signal(signal.SIGTERM)
         assert client.wait(5) == 0
@@ -106,6 +138,28 @@ def test_sigterm_stops_the_motors(tmp_path):
         sock.close()
 
 
+def non_finite_frames():
+    """Valid messages but for one number: NaN, Infinity, -Infinity (accepted by json.loads) and 1e999
+    (parsed as inf)."""
+    person = person_message(2, offset_x=0.7)
+    return [person.replace(b'"offset_x":0.7', b'"offset_x":NaN'), person.replace(b'"area":0.15', b'"area":Infinity'),
+            person.replace(b'"offset_x":0.7', b'"offset_x":-Infinity'), person.replace(b'"area":0.15', b'"area":1e999'),
+            status_message().replace(b'"p50":40.0', b'"p50":NaN')]
+
+
+def test_protocol_refuses_non_finite_numbers():
+    for frame in non_finite_frames():
+        with pytest.raises(protocol.ProtocolError, match="non-finite"):
+            protocol.decode(frame)
+    message = protocol.decode(person_message(1))[1]
+    protocol.validate("person", message)
+    with pytest.raises(protocol.ProtocolError, match="person.offset_x: non-finite"):
+        protocol.validate("person", {**message, "offset_x": float("nan")})
+    status = protocol.decode(status_message())[1]
+    with pytest.raises(protocol.ProtocolError, match="status.latency_ms.p95: non-finite"):
+        protocol.validate("status", {**status, "latency_ms": {"p50": 1.0, "p95": float("-inf")}})
+
+
 def test_malformed_messages_are_counted_and_ignored(tmp_path):
     sock, endpoint = publisher()
     client = subprocess.Popen([ev3_python(), "-m", "robot_client", "--connect", endpoint, "--dry-run",
@@ -114,18 +168,20 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     time.sleep(1.2)
     bad = [b"person ", b"person {not json", b"person " + '{"v":1}'.encode(), b"person [1,2]",
            b"person \xff\xfe", protocol.encode("person", {"v": 2})[:-1] + b"}",
-           b'person {"v":1,"seq":"x"}', b"status " + b'{"v":1,"state":"dancing"}']
-    good = person_message(1, offset_x=0.7)
+           b'person {"v":1,"seq":"x"}', b"status " + b'{"v":1,"state":"dancing"}', *non_finite_frames()]
+    sock.send(status_message())  # the client would drive on the bad ones if they were accepted
     for frame in bad:  # spaced out: CONFLATE would rightly keep only the newest of a burst
         sock.send(frame)
         time.sleep(0.15)
-    for _ in range(10):
-        sock.send(good)
+    for seq in range(10, 20):
+        sock.send(person_message(seq, offset_x=0.7))
         time.sleep(0.03)
     output, _ = client.communicate(timeout=15)
     sock.close()
     assert client.returncode == 0, output
     assert "Traceback" not in output
+    drives = set(re.findall(r"drive left=\S+ right=\S+", output))
+    assert len(drives) == 1, output  # only the good messages were driven on, none of the garbage
     assert re.search(r"drive left=\+\d+\.\d% right=-\d+\.\d%", output)  # still following after the garbage
     done = re.search(r"done: (\d+) messages, (\d+) malformed", output)
     assert done and int(done.group(2)) == len(bad) and int(done.group(1)) >= 1, output
@@ -197,3 +253,198 @@ def test_tunnel_death_is_noticed_and_repaired(tmp_path, sshd):
     finally:
         stop_client(client)
         sock.close()
+
+
+def test_killed_or_hung_up_client_leaves_motors_that_stop_by_themselves(tmp_path):
+    """SIGKILL: no code runs, so every drive command must be a timed run the kernel ends itself.
+    SIGHUP (the ssh session that started the client is gone): brake, like SIGTERM. The fake sysfs
+    cannot time out, so the commands written are what is checked."""
+    trees = {name: FakeMotorTree(tmp_path / name) for name in ("kill", "hup")}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    sock, endpoint = publisher()
+    common = ("--connect", endpoint, "--timeout-ms", 5000)
+    clients = {"kill": start_client(*common, "--sysfs-root", trees["kill"].root, tmp_path=tmp_path, log_name="kill.log"),
+               "hup": start_client(*common, "--sysfs-root", trees["hup"].root, tmp_path=tmp_path, log_name="hup.log",
+                                   env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})}
+    try:
+        time.sleep(1.0)
+        send_for(sock, 1.5, offset_x=0.6)  # one speed throughout: all but the first command are renewals
+        for tree in trees.values():
+            for port in ("outB", "outC"):
+                assert len(run_timed_commands(tree, port)) >= 5, tree.log[-8:]  # renewed, not sent once
+                assert tree.last(port, "time_sp") is not None
+        t_signal = time.monotonic()
+        clients["kill"].kill()
+        clients["hup"].send_signal(signal.SIGHUP)
+        assert clients["hup"].wait(5) == 0 and clients["kill"].wait(5) == -signal.SIGKILL
+        hup, kill = trees["hup"], trees["kill"]
+        assert hup.wait_for(lambda: all(hup.first_time(p, "command", "stop", after=t_signal) for p in ("outB", "outC")), 2)
+        time.sleep(0.1)  # the recorder has seen everything the killed client wrote
+        for port in ("outB", "outC"):
+            assert kill.last(port, "command") == "run-timed", kill.log[-8:]
+            assert int(kill.last(port, "time_sp")) <= MAX_TIME_SP_MS
+        # the brick's unit then runs ExecStopPost=... --stop-motors
+        result = subprocess.run([ev3_python(), "-m", "robot_client", "--stop-motors", "--sysfs-root", str(kill.root)],
+                                cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert kill.wait_for(lambda: kill.last("outB", "command") == kill.last("outC", "command") == "stop", 2)
+        # the loop told systemd it was ready, then fed the watchdog at a quarter of its 0.4 s period
+        notify.setblocking(False)
+        datagrams = []
+        while True:
+            try:
+                datagrams.append(notify.recv(256))
+            except BlockingIOError:
+                break
+        assert datagrams[0] == b"READY=1" and datagrams.count(b"WATCHDOG=1") >= 10, datagrams[:3]
+    finally:
+        for client in clients.values():
+            stop_client(client)
+        for tree in trees.values():
+            tree.close()
+        sock.close()
+        notify.close()
+
+
+def test_demo_daemon_is_followed_only_with_allow_demo(tmp_path):
+    daemon = Daemon("--demo", http=False).start()
+    blocked, allowed = FakeMotorTree(tmp_path / "blocked"), FakeMotorTree(tmp_path / "allowed")
+    common = ("--connect", daemon.pub, "--timeout-ms", 1000)
+    clients = [start_client(*common, "--sysfs-root", blocked.root, tmp_path=tmp_path, log_name="blocked.log"),
+               start_client(*common, "--sysfs-root", allowed.root, "--allow-demo", tmp_path=tmp_path,
+                            log_name="allowed.log"),
+               start_client(*common, "--dry-run", tmp_path=tmp_path, log_name="dry.log")]
+    try:
+        # the planted person is one to drive towards: --allow-demo does
+        assert allowed.wait_for(lambda: len(run_timed_commands(allowed, "outB")) >= 3, 60), \
+            (tmp_path / "allowed.log").read_text()
+        time.sleep(1.0)
+        assert run_timed_commands(blocked, "outB") == run_timed_commands(blocked, "outC") == []
+        assert blocked.last("outB", "command") == blocked.last("outC", "command") == "stop"
+        assert "daemon runs --demo" in (tmp_path / "blocked.log").read_text()
+        assert "drive left=" in (tmp_path / "dry.log").read_text()  # --dry-run still shows what it would do
+        assert all(client.poll() is None for client in clients)
+    finally:
+        for client in clients:
+            stop_client(client)
+        daemon.stop()
+        blocked.close()
+        allowed.close()
+
+
+def test_backlog_after_a_stall_is_not_driven_on(tmp_path):
+    tree = FakeMotorTree(tmp_path / "sys")
+    sock, endpoint = publisher()
+    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 500, tmp_path=tmp_path)
+    try:
+        time.sleep(1.0)
+        seq = send_for(sock, 1.0, found=False)  # nobody in view; the client learns the link's usual delay
+        t_last = time.time()
+        time.sleep(1.5)  # the Wi-Fi stalls; meanwhile the daemon publishes into TCP/SSH buffers ...
+        # ... and the person walks in. The link comes back: the first half second of the stall
+        # arrives at once, every message 1 to 1.5 s after it was published.
+        t_burst = time.monotonic()
+        sock.send(status_message())
+        for i in range(15):
+            sock.send(person_message(seq + i, offset_x=0.6, t_publish=t_last + (i + 1) / 30))
+        seq += 15
+        time.sleep(1.0)
+        assert run_timed_commands(tree, "outB", after=t_burst) == [], tree.log[-8:]
+        assert "ignored stale message" in (tmp_path / "client.log").read_text()
+        t_fresh = time.monotonic()
+        send_for(sock, 1.0, offset_x=0.6, seq=seq)  # current messages again: followed
+        assert run_timed_commands(tree, "outB", after=t_fresh)
+    finally:
+        stop_client(client)
+        tree.close()
+        sock.close()
+
+
+def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd):
+    sock, endpoint = publisher()
+    port = int(endpoint.rsplit(":", 1)[1])
+    client = start_client(*sshd.client_args, "--remote-port", port, "--dry-run", "--ssh-healthy-s", 2,
+                          tmp_path=tmp_path)
+    log = tmp_path / "client.log"
+
+    def kill_ssh_number(n):
+        deadline = time.monotonic() + 30
+        while len(re.findall(r"ssh tunnel started \(pid (\d+)\)", log.read_text())) < n:
+            assert time.monotonic() < deadline and client.poll() is None, log.read_text()
+            time.sleep(0.05)
+        os.kill(int(re.findall(r"ssh tunnel started \(pid (\d+)\)", log.read_text())[n - 1]), signal.SIGKILL)
+
+    try:
+        for n in (1, 2, 3):  # deaths in a row: the delay grows
+            kill_ssh_number(n)
+        deadline = time.monotonic() + 30
+        while "restart delay back to 0.5 s" not in log.read_text():  # the 4th ssh stays up for 2 s
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        kill_ssh_number(4)
+        deadline = time.monotonic() + 10
+        while len(re.findall(r"restarting in ([\d.]+) s", log.read_text())) < 4:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert re.findall(r"restarting in ([\d.]+) s", log.read_text()) == ["0.5", "1.0", "2.0", "0.5"]
+    finally:
+        stop_client(client)
+        sock.close()
+
+
+def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
+    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed; another
+    -R port, a -L forward elsewhere and any command are not."""
+    readme = (ROOT / "README.md").read_text()
+    options = re.search(r"The key line is\s+`(restrict,\S+) KEY`", readme).group(1)
+    server = Sshd(tmp_path / "ssh")
+    try:
+        allowed, other = free_port(), free_port()
+        key = (tmp_path / "ssh" / "client_key.pub").read_text().strip()
+        (tmp_path / "ssh" / "authorized_keys").write_text(options.replace("5556", str(allowed)) + " " + key + "\n")
+        ssh = [require_program("ssh"), "-p", str(server.port), "-i", str(tmp_path / "ssh" / "client_key"),
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+               "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes"]
+        unit = (ROOT / "systemd" / "robot-detector-tunnel.service").read_text()
+        bind = re.search(r"-R (\S+):\$\{PORT\}:", unit).group(1)  # as the unit asks for it
+        tunnel = subprocess.Popen([*ssh, "-N", "-R", f"{bind}:{allowed}:127.0.0.1:9", server.destination],
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with socket.socket() as probe:
+                    if probe.connect_ex(("127.0.0.1", allowed)) == 0:
+                        break
+                assert tunnel.poll() is None and time.monotonic() < deadline, tunnel.stderr.read()
+                time.sleep(0.05)
+        finally:
+            tunnel.terminate()
+            tunnel.wait(5)
+        refused = subprocess.run([*ssh, "-N", "-R", f"{bind}:{other}:127.0.0.1:9", server.destination],
+                                 capture_output=True, text=True, timeout=15)
+        assert refused.returncode != 0 and "remote port forwarding failed" in refused.stderr
+        command = subprocess.run([*ssh, server.destination, "echo", "shell"], capture_output=True, text=True, timeout=15)
+        assert command.returncode != 0 and "shell" not in command.stdout
+        local = free_port()  # a -L forward to sshd itself, which greets every connection with its banner
+        forward = subprocess.Popen([*ssh, "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{server.port}", server.destination],
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with socket.socket() as probe:
+                    probe.settimeout(5)
+                    if probe.connect_ex(("127.0.0.1", local)) == 0:
+                        try:
+                            greeting = probe.recv(64)
+                        except OSError:
+                            greeting = b""
+                        break
+                assert forward.poll() is None and time.monotonic() < deadline, forward.stderr.read()
+                time.sleep(0.05)
+            assert not greeting.startswith(b"SSH-"), greeting  # the channel was refused: nothing came through
+        finally:
+            forward.terminate()
+            forward.wait(5)
+    finally:
+        server.close()

@@ -1,0 +1,40 @@
+"""systemd's notification protocol (READY=1, WATCHDOG=1): one datagram to $NOTIFY_SOCKET, stdlib
+only (no libsystemd on the brick). Does nothing when systemd did not start the client."""
+import logging
+import os
+import socket
+
+log = logging.getLogger("robot_client.sdnotify")
+
+
+class Notifier(object):
+    def __init__(self, environ=None):
+        environ = os.environ if environ is None else environ
+        address = environ.get("NOTIFY_SOCKET", "")
+        # a leading '@' names a socket in the abstract namespace
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        usec = environ.get("WATCHDOG_USEC", "")
+        # ping at a quarter of the period: two slow loops on the brick are not yet a missed ping
+        self.watchdog_interval_s = int(usec) / 4e6 if usec.isdigit() and int(usec) > 0 else None
+        self._last_ping = None
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.address else None
+
+    def notify(self, text):
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(text.encode("ascii"), self.address)
+        except OSError as error:
+            log.warning("sd_notify to %s failed: %s", self.address, error)
+
+    def watchdog(self, now):
+        """Call from the loop: a loop that hangs stops pinging, and systemd restarts the client."""
+        if self.watchdog_interval_s is None:
+            return
+        if self._last_ping is None or now - self._last_ping >= self.watchdog_interval_s:
+            self._last_ping = now
+            self.notify("WATCHDOG=1")
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
