@@ -120,6 +120,12 @@ def request_format(capture, wanted: CameraFormat) -> CameraFormat:
                         round(float(capture.get(cv2.CAP_PROP_FPS)), 3) or None, fourcc or None)
 
 
+def camera_device(source: str) -> int | str:
+    """What to open for a camera source now: its index, or the device its path points to at this
+    moment (a camera plugged back in may be another /dev/videoN behind the same by-id link)."""
+    return int(source) if source.isdigit() else os.path.realpath(source)
+
+
 def open_source(source: str):
     """A cv2.VideoCapture-like object for a camera index or path, file, URL or 'synthetic'."""
     if source == "synthetic":
@@ -127,9 +133,7 @@ def open_source(source: str):
     if not log.isEnabledFor(logging.DEBUG):
         cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
     if source_kind(source) == "camera":
-        # A path is resolved at every (re)open: a camera plugged back in may be another /dev/videoN
-        # behind the same /dev/v4l/by-id link.
-        device = int(source) if source.isdigit() else os.path.realpath(source)
+        device = camera_device(source)  # resolved at every (re)open
         capture = cv2.VideoCapture(device, cv2.CAP_V4L2) if isinstance(device, str) else cv2.VideoCapture(device)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver buffers: less latency behind the newest frame
         return capture
