@@ -118,7 +118,6 @@ def parse_args(argv):
     parser.add_argument("--turn-gain", type=float, default=30.0)
     parser.add_argument("--drive-gain", type=float, default=40.0)
     parser.add_argument("--timeout-ms", type=int, default=500, help="stop when no fresh message for this long")
-    parser.add_argument("--lost-grace-ms", type=int, default=300, help="stop when the person is lost this long")
     parser.add_argument("--dry-run", action="store_true", help="print wheel commands, drive nothing")
     parser.add_argument("--sysfs-root", help="where ev3dev2 looks for devices (default /sys/class)")
     parser.add_argument("--run-seconds", type=float, help="exit after this many seconds (tests, demos)")
@@ -139,8 +138,8 @@ def main(argv=None):
     except ValueError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
-    if args.timeout_ms <= 0 or args.lost_grace_ms < 0:
-        sys.stderr.write("robot-client: error: --timeout-ms must be > 0 and --lost-grace-ms >= 0\n")
+    if args.timeout_ms <= 0:
+        sys.stderr.write("robot-client: error: --timeout-ms must be > 0\n")
         return 2
     try:
         motors = DryRunMotors() if args.dry_run else TankMotors(args.left, args.right, args.sysfs_root)
@@ -148,7 +147,7 @@ def main(argv=None):
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
     wheels = Wheels(motors, log)
-    follower = Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
+    follower = Follower(gains, args.timeout_ms / 1000.0)
     tunnel = None
     endpoint = args.connect
     try:

@@ -27,8 +27,8 @@ SCHEMA = {
     STATUS: {"v": int, "t": NUMBER, "state": str, "fps": NUMBER, "latency_ms": dict, "frames": int,
              "dropped": int, "engine": str, "device": str, "demo": bool},
 }
-# Fields a sender may leave out (older daemons do); when present they must have these types.
-OPTIONAL = {PERSON: {"held": bool}}
+# Person fields a sender may leave out (older daemons do); when present they must have these types.
+PERSON_OPTIONAL = {"held": bool}
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
 
@@ -79,8 +79,6 @@ def validate(topic, payload):
     if topic not in SCHEMA:
         raise ProtocolError("unknown topic {!r}".format(topic))
     _check_fields(payload, SCHEMA[topic], topic)
-    present = dict((name, types) for name, types in OPTIONAL.get(topic, {}).items() if name in payload)
-    _check_fields(payload, present, topic)
     if payload["v"] != VERSION:
         raise ProtocolError("{}: version {} is not {}".format(topic, payload["v"], VERSION))
     if topic == PERSON:
@@ -89,6 +87,7 @@ def validate(topic, payload):
             raise ProtocolError("person: found is true but a position field is null")
         if not payload["found"] and any(value is not None for value in values):
             raise ProtocolError("person: found is false but position fields are set")
+        _check_fields(payload, dict((k, t) for k, t in PERSON_OPTIONAL.items() if k in payload), "person")
         if payload.get("held") and not payload["found"]:
             raise ProtocolError("person: held is true but found is false")
     elif topic == DETECTIONS:
