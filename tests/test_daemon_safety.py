@@ -118,6 +118,36 @@ def test_a_crash_in_the_capture_thread_ends_the_daemon_for_a_restart(tmp_path):
     assert messages[-1] == "STOPPING=1"
 
 
+def test_a_hung_capture_read_stops_the_watchdog(tmp_path):
+    """The camera driver blocks inside read() for good: the watchdog is no longer fed (systemd then
+    kills and restarts the daemon), and the log says why, once."""
+    server, path = notify_socket(tmp_path)
+    env = {"PYTHONPATH": os.pathsep.join([FAULT_HOOKS, str(ROOT)]), "ROBOT_DETECTOR_TEST_FAULT": "capture-hang:15",
+           "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+    daemon = Daemon("--source", "synthetic", "--demo", http=False, env=env)
+    received = []
+    try:
+        daemon.start()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and daemon.process.poll() is None:
+            try:
+                received.append((time.monotonic(), server.recv(4096).decode()))
+            except socket.timeout:
+                pass
+            lost = [t for t, m in received if m.startswith("STATUS=camera_lost")]
+            if lost and time.monotonic() - lost[0] > 3.5:
+                break
+        alive, t_end = daemon.process.poll() is None, time.monotonic()
+    finally:
+        server.close()
+        daemon.stop()
+    assert alive and lost, (alive, received)
+    feeds = [t for t, m in received if m == "WATCHDOG=1"]
+    assert feeds and feeds[-1] - lost[0] < 1.5  # the 1 s hang limit (shortened for the test), then silence
+    assert t_end - feeds[-1] > 2.0  # ...while the daemon is alive and its loop runs
+    assert daemon.stderr.count("no longer feeding the watchdog") == 1, daemon.stderr
+
+
 # --- item 8: a file that ended stays ended ---
 
 def test_a_clip_without_loop_is_played_once(tmp_path):

@@ -174,7 +174,8 @@ class LatestFrameCapture:
         self.lost = False
         self.ended = False              # a video file was read to its end (and is not looped)
         self.granted: CameraFormat | None = None
-        self.error: BaseException | None = None  # set when the thread died; see `failure`
+        self.error: BaseException | None = None  # set when the thread died; next_frame raises then
+        self.t_alive = time.monotonic()  # when the thread last came back from the source (read, open, wait)
         self._latest: Frame | None = None
         self._condition = threading.Condition()
         self._stop = threading.Event()
@@ -242,10 +243,12 @@ class LatestFrameCapture:
         attempt, index = 0, 0
         while not self._stop.is_set():
             capture = self._open()
+            self.t_alive = time.monotonic()
             if not capture.isOpened():
                 capture.release()
                 self._set_lost(True)
                 self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                self.t_alive = time.monotonic()
                 attempt += 1
                 continue
             fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -253,6 +256,7 @@ class LatestFrameCapture:
             next_due = time.monotonic()
             while not self._stop.is_set():
                 ok, image = capture.read()
+                self.t_alive = time.monotonic()
                 if not ok or image is None:
                     if self.kind == "file" and self.loop and index > 0:
                         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -265,6 +269,7 @@ class LatestFrameCapture:
                 if period:
                     next_due += period
                     self._stop.wait(max(0.0, next_due - time.monotonic()))
+                    self.t_alive = time.monotonic()
             capture.release()
             if self.kind == "file" and index > 0:
                 log.warning("video file %s ended after %d frames; it is not replayed (--loop replays it)",
@@ -275,6 +280,7 @@ class LatestFrameCapture:
             if not self._stop.is_set():
                 self._set_lost(True)
                 self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                self.t_alive = time.monotonic()
                 attempt += 1
 
 

@@ -33,6 +33,7 @@ from ..model.weights import load_model, shipped_specs
 log = logging.getLogger(__name__)
 
 STALL_S = 0.8               # no new frame for this long while running -> camera_lost
+CAPTURE_HUNG_S = 20.0       # a read or open of the source blocked this long: stop feeding the watchdog
 DEMO_PERSON = (0.62, 0.51, 0.16, 0.64)  # where the synthetic clip's figure stands (x, y, w, h)
 
 
@@ -133,6 +134,7 @@ class Service:
                         describe_source(self.source))
         self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
         self.nonfinite = 0      # detections dropped because a number in them was not finite
+        self._hang_reported = False
         self._t_status = 0.0
 
     # --- status ---
@@ -195,7 +197,7 @@ class Service:
         t_last_frame = t_next_due = time.monotonic()
         try:
             while not self.stop_requested.is_set():
-                self.notifier.watchdog()
+                self._feed_watchdog()
                 if time.monotonic() - self._t_status >= config.status_interval_s:
                     self.publish_status()
                 wait_s = t_next_due - time.monotonic()
@@ -222,6 +224,18 @@ class Service:
         finally:
             self.shutdown()
         return 0
+
+    def _feed_watchdog(self) -> None:
+        """The watchdog is fed for the whole pipeline: not while the capture thread is stuck inside
+        the driver (a hung read would otherwise leave a blind daemon alive forever)."""
+        hung_s = time.monotonic() - self.capture.t_alive
+        if hung_s < CAPTURE_HUNG_S:
+            self._hang_reported = False
+            self.notifier.watchdog()
+        elif not self._hang_reported:
+            self._hang_reported = True
+            log.error("the capture thread has been stuck in %s for %.0f s; no longer feeding the watchdog, so that "
+                      "the service manager restarts the daemon", describe_source(self.source), hung_s)
 
     def shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")

@@ -17,3 +17,21 @@ if FAULT.startswith("capture-crash:"):
         return _read(self)
 
     capture.SyntheticSource.read = _failing_read
+
+elif FAULT.startswith("capture-hang:"):
+    # The synthetic camera's read blocks for good after N frames (a hung driver); the daemon's
+    # hang limit is shortened so that the test need not wait the production 20 s.
+    import time
+
+    from detector.daemon import capture, service
+
+    _after = int(FAULT.split(":")[1])
+    _read = capture.SyntheticSource.read
+    service.CAPTURE_HUNG_S = 1.0
+
+    def _hanging_read(self):
+        if self.count >= _after:
+            time.sleep(3600)
+        return _read(self)
+
+    capture.SyntheticSource.read = _hanging_read
