@@ -74,6 +74,20 @@ def test_grace_is_measured_on_the_monotonic_clock_and_held_is_published(tmp_path
     assert messages[1]["x"] == messages[0]["x"]  # the held box is the last one seen
 
 
+def test_held_on_the_wire():
+    """`held` is optional (older daemons leave it out) but, when present, a boolean that only a found
+    person can carry."""
+    found = {"v": 1, "seq": 3, "t_capture": 1.0, "t_publish": 1.1, "frame_w": 640, "frame_h": 480, "found": True,
+             "x": 0.5, "y": 0.5, "w": 0.2, "h": 0.4, "area": 0.08, "offset_x": 0.0, "confidence": 0.7}
+    lost = dict(found, found=False, **dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
+    for payload in (found, dict(found, held=True), dict(found, held=False), lost, dict(lost, held=False)):
+        assert protocol.decode(protocol.encode("person", payload))[1] == payload
+    for payload, error in ((dict(found, held=1), "field 'held' has type int"), (dict(found, held="true"), "type str"),
+                           (dict(lost, held=True), "held is true but found is false")):
+        with pytest.raises(protocol.ProtocolError, match=error):
+            protocol.decode(protocol.encode("person", payload))
+
+
 # --- item 10: every thread's failure is noticed ---
 
 def test_non_finite_boxes_are_dropped_counted_and_the_loop_goes_on(tmp_path):

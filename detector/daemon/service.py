@@ -229,7 +229,7 @@ class Service:
         """The watchdog is fed for the whole pipeline: not while the capture thread is stuck inside
         the driver (a hung read would otherwise leave a blind daemon alive forever)."""
         hung_s = time.monotonic() - self.capture.t_alive
-        if hung_s < CAPTURE_HUNG_S:
+        if hung_s < CAPTURE_HUNG_S or self.capture.ended:  # a file that ended is no hang: camera_lost says it
             self._hang_reported = False
             self.notifier.watchdog()
         elif not self._hang_reported:
