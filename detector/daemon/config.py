@@ -69,7 +69,10 @@ def _check_type(key: str, value) -> None:
     optional = annotation.endswith(" | None")
     if value is None and optional:
         return
-    types, expected = _TYPES[annotation.removesuffix(" | None")]
+    base = annotation.removesuffix(" | None")
+    if base not in _TYPES:
+        return  # a key of another shape checks itself in validate()
+    types, expected = _TYPES[base]
     wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
     if annotation.startswith("tuple") and isinstance(value, (list, tuple)):
         wrong = not all(isinstance(item, str) for item in value)
