@@ -35,6 +35,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found '{text}'")
+    return value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """--weights, --cfg, --engine, --device (and --threshold, --nms when `defaults`)."""
     from .model.engines import ENGINES
@@ -133,17 +143,26 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--http", metavar="HOST:PORT", help="debug stream address (default 127.0.0.1:8080)")
     run.add_argument("--no-http", action="store_true", help="no debug stream")
     run.add_argument("--max-frames", type=positive_int, help="stop after N processed frames")
+    run.add_argument("--max-fps", type=positive_number, help="process at most this many frames a second (saves CPU)")
+    camera = run.add_argument_group("camera format (V4L2 cameras; the log and `status` say what was granted)")
+    camera.add_argument("--width", dest="camera_width", type=positive_int, help="frame width to ask for")
+    camera.add_argument("--height", dest="camera_height", type=positive_int, help="frame height to ask for")
+    camera.add_argument("--fps", dest="camera_fps", type=positive_number, help="frame rate to ask for")
+    camera.add_argument("--fourcc", dest="camera_fourcc", metavar="CODE", help="pixel format to ask for, e.g. MJPG")
     run.add_argument("--demo", action="store_const", const=True,
                      help="synthetic source and generated weights reporting a planted person")
-    run.set_defaults(handler=cmd_run, log_level=None)
+    run.set_defaults(handler=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .model.weights import PRETRAINED, WEIGHTS_DIR
+    levels = ["debug", "info", "warning", "error"]
+    # Accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value
+    # given before it to its own default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.",
-                                     parents=[common])
+    common.add_argument("--log-level", choices=levels, default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="robot-detector", description="Tiny-YOLO v1 person detector for robots.")
+    parser.add_argument("--log-level", choices=levels)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="the daemon: camera -> detector -> ZeroMQ + debug stream")

@@ -153,7 +153,6 @@ def parse_args(argv):
     parser.add_argument("--turn-gain", type=float, default=30.0)
     parser.add_argument("--drive-gain", type=float, default=40.0)
     parser.add_argument("--timeout-ms", type=int, default=500, help="stop when no fresh message for this long")
-    parser.add_argument("--lost-grace-ms", type=int, default=300, help="stop when the person is lost this long")
     parser.add_argument("--dry-run", action="store_true",
                         help="print wheel commands, drive nothing (also while the daemon runs --demo)")
     parser.add_argument("--allow-demo", action="store_true",
@@ -181,8 +180,8 @@ def main(argv=None):
     except ValueError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
-    if args.timeout_ms <= 0 or args.lost_grace_ms < 0:
-        sys.stderr.write("robot-client: error: --timeout-ms must be > 0 and --lost-grace-ms >= 0\n")
+    if args.timeout_ms <= 0:
+        sys.stderr.write("robot-client: error: --timeout-ms must be > 0\n")
         return 2
     if not (math.isfinite(args.ssh_healthy_s) and args.ssh_healthy_s >= 0):
         sys.stderr.write("robot-client: error: --ssh-healthy-s must be a finite number >= 0, found {}\n".format(
@@ -197,7 +196,7 @@ def main(argv=None):
         motors.stop()
         return 0
     wheels = Wheels(motors, log)
-    follower = Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
+    follower = Follower(gains, args.timeout_ms / 1000.0)
     freshness = Freshness(args.timeout_ms / 1000.0)
     notifier = Notifier()
     tunnel = None

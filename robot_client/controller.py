@@ -57,22 +57,23 @@ class Follower(object):
 
     Times are the brick's own time.monotonic() at reception: the PC's clock is not trusted.
     It drives only while messages are fresh (newer than `timeout_s`), the daemon is running, and
-    the person was seen within `lost_grace_s`.
+    the last message says `found`. The daemon's tracker already holds a briefly unseen person for
+    its grace period (`track_grace_s`, messages with `held: true`); a second grace here would add
+    to it, so `found: false` stops at once.
     """
 
-    def __init__(self, gains, timeout_s=0.5, lost_grace_s=0.3):
+    def __init__(self, gains, timeout_s=0.5):
         self.gains = gains
         self.timeout_s = timeout_s
-        self.lost_grace_s = lost_grace_s
         self.t_message = None     # when the last valid person message arrived
-        self.t_person = None      # when the person was last seen
+        self.found = False        # whether that message reported the person
         self.speeds = (0.0, 0.0)
         self.daemon_state = None
 
     def on_person(self, message, now):
         self.t_message = now
+        self.found = message["found"]
         if message["found"]:
-            self.t_person = now
             self.speeds = wheel_speeds(message["offset_x"], message["area"], self.gains)
         if self.daemon_state in ("stopping", "camera_lost"):
             self.daemon_state = "running"  # frames flow again (e.g. the daemon restarted)
@@ -88,6 +89,6 @@ class Follower(object):
             return None, "no fresh message for {:.0f} ms".format((now - self.t_message) * 1000)
         if self.daemon_state in ("stopping", "camera_lost"):
             return None, "daemon is {}".format(self.daemon_state)
-        if self.t_person is None or now - self.t_person > self.lost_grace_s:
+        if not self.found:
             return None, "person lost"
         return self.speeds, None

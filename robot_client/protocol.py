@@ -28,6 +28,8 @@ SCHEMA = {
     STATUS: {"v": int, "t": NUMBER, "state": str, "fps": NUMBER, "latency_ms": dict, "frames": int,
              "dropped": int, "engine": str, "device": str, "demo": bool},
 }
+# Person fields a sender may leave out (older daemons do); when present they must have these types.
+PERSON_OPTIONAL = {"held": bool}
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
 
@@ -113,6 +115,9 @@ def validate(topic, payload):
             raise ProtocolError("person: found is true but a position field is null")
         if not payload["found"] and any(value is not None for value in values):
             raise ProtocolError("person: found is false but position fields are set")
+        _check_fields(payload, dict((k, t) for k, t in PERSON_OPTIONAL.items() if k in payload), "person")
+        if payload.get("held") and not payload["found"]:
+            raise ProtocolError("person: held is true but found is false")
     elif topic == DETECTIONS:
         for index, item in enumerate(payload["detections"]):
             _check_fields(item, DETECTION_FIELDS, "detections[{}]".format(index))

@@ -124,3 +124,56 @@ def write_clip(path, frames=20, fps=10.0, size=(320, 240)):
         writer.write(image)
     writer.release()
     return path
+
+
+class MjpegServer:
+    """A network camera on loopback: an endless multipart/x-mixed-replace JPEG stream at `fps`, as
+    IP cameras serve. `stop()` unplugs it; `start()` again plugs it back in on the same port."""
+
+    def __init__(self, fps=10.0, size=(320, 240)):
+        self.port, self.fps, self.size = free_port(), fps, size
+        self.server = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def start(self):
+        import cv2
+        import numpy as np
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not self.server.stopping:
+                        image = np.full((camera.size[1], camera.size[0], 3), 60, np.uint8)
+                        x = (index * 12) % (camera.size[0] - 40)
+                        image[80:160, x:x + 40] = (0, 180, 255)
+                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                         % (len(jpeg), jpeg))
+                        index += 1
+                        time.sleep(1 / camera.fps)
+                except OSError:
+                    pass  # the client went away
+
+            def log_message(self, *args):
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.stopping = False
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.stopping = True
+        self.server.shutdown()
+        self.server.server_close()

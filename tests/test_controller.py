@@ -52,7 +52,7 @@ def person(found=True, offset_x=0.5, area=0.15):
 
 
 def test_follower_drives_only_on_fresh_data():
-    follower = Follower(GAINS, timeout_s=0.5, lost_grace_s=0.3)
+    follower = Follower(GAINS, timeout_s=0.5)
     assert follower.decide(0.0) == (None, "waiting for the first message")
     follower.on_person(person(), now=1.0)
     assert follower.decide(1.2) == ((15.0, -15.0), None)
@@ -61,12 +61,14 @@ def test_follower_drives_only_on_fresh_data():
 
 
 def test_follower_stops_when_the_person_is_lost():
-    follower = Follower(GAINS, timeout_s=0.5, lost_grace_s=0.3)
+    """One grace, the daemon's: a held box (not seen, within track_grace_s) still drives;
+    the first found: false stops at once, adding no grace of the client's own."""
+    follower = Follower(GAINS, timeout_s=0.5)
     follower.on_person(person(), now=1.0)
-    follower.on_person(person(found=False), now=1.1)
-    assert follower.decide(1.2)[0] is not None      # within the grace period
-    follower.on_person(person(found=False), now=1.35)
-    assert follower.decide(1.35) == (None, "person lost")
+    follower.on_person(dict(person(), held=True), now=1.1)
+    assert follower.decide(1.15)[0] is not None
+    follower.on_person(person(found=False), now=1.2)
+    assert follower.decide(1.2) == (None, "person lost")
 
 
 def test_follower_stops_on_daemon_stopping_or_camera_lost():

@@ -1,12 +1,17 @@
 """Frame capture in its own thread that always offers the newest frame.
 
 A robot must act on what the camera sees now, so there is no queue: each new frame replaces the
-one waiting, and replaced frames are counted as dropped. A source that fails is reopened with
-backoff; the capture reports `camera_lost` until frames flow again.
+one waiting, and replaced frames are counted as dropped. A camera or stream that fails is reopened
+with backoff (a camera by its path, so one that returns under a new /dev/videoN through its by-id
+link is found again); the capture reports `camera_lost` until frames flow again. A video file is
+played once unless looping: a file that ended stays ended.
 """
 from __future__ import annotations
 
 import logging
+import os
+import re
+import stat
 import threading
 import time
 from typing import NamedTuple
@@ -18,12 +23,26 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 REOPEN_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+# Paths that name a V4L2 camera even while it is unplugged (it may come back under the same name).
+CAMERA_PATH = re.compile(r"/dev/video\d+|/dev/v4l/.+")
 
 
 class Frame(NamedTuple):
     image_bgr: np.ndarray
-    index: int        # counts frames read from the source, from 0
-    t_capture: float  # Unix seconds when the frame was read
+    index: int          # counts frames read from the source, from 0
+    t_capture: float    # Unix seconds when the frame was read (published; never used for durations)
+    t_monotonic: float  # time.monotonic() when the frame was read: every duration is measured on it
+
+
+class CameraFormat(NamedTuple):
+    """What a camera is asked for (None: the driver's default) or what its driver granted."""
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    fourcc: str | None = None
+
+    def to_dict(self) -> dict:
+        return self._asdict()
 
 
 class SyntheticSource:
@@ -63,23 +82,59 @@ class SyntheticSource:
         pass
 
 
+def _is_character_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)  # follows symlinks, as /dev/v4l/by-id/* are
+    except OSError:
+        return False
+
+
 def source_kind(source: str) -> str:
-    """'synthetic', 'camera' (an index like 0), 'url' (rtsp://, http://...) or 'file'."""
+    """'synthetic', 'camera' (an index like 0, or a V4L2 device path such as /dev/video0 or
+    /dev/v4l/by-id/...), 'url' (rtsp://, http://...) or 'file'."""
     if source == "synthetic":
         return "synthetic"
-    if source.isdigit():
+    if source.isdigit() or CAMERA_PATH.fullmatch(source) or _is_character_device(source):
         return "camera"
     return "url" if "://" in source else "file"
 
 
+def request_format(capture, wanted: CameraFormat) -> CameraFormat:
+    """Ask an opened camera for `wanted` and return what its driver granted.
+
+    FOURCC goes first: V4L2 picks the frame sizes and rates a camera offers per pixel format, so a
+    size asked for before the format may be refused or reset by the format change.
+    """
+    if wanted.fourcc:
+        capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*wanted.fourcc))
+    if wanted.width:
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, wanted.width)
+    if wanted.height:
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, wanted.height)
+    if wanted.fps:
+        capture.set(cv2.CAP_PROP_FPS, wanted.fps)
+    code = int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+    fourcc = "".join(chr((code >> shift) & 0xFF) for shift in (0, 8, 16, 24)).strip("\0 ") if code else None
+    return CameraFormat(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) or None,
+                        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) or None,
+                        round(float(capture.get(cv2.CAP_PROP_FPS)), 3) or None, fourcc or None)
+
+
+def camera_device(source: str) -> int | str:
+    """What to open for a camera source now: its index, or the device its path points to at this
+    moment (a camera plugged back in may be another /dev/videoN behind the same by-id link)."""
+    return int(source) if source.isdigit() else os.path.realpath(source)
+
+
 def open_source(source: str):
-    """A cv2.VideoCapture-like object for a camera index, file, URL or 'synthetic'."""
+    """A cv2.VideoCapture-like object for a camera index or path, file, URL or 'synthetic'."""
     if source == "synthetic":
         return SyntheticSource()
     if not log.isEnabledFor(logging.DEBUG):
         cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
     if source_kind(source) == "camera":
-        capture = cv2.VideoCapture(int(source))
+        device = camera_device(source)  # resolved at every (re)open
+        capture = cv2.VideoCapture(device, cv2.CAP_V4L2) if isinstance(device, str) else cv2.VideoCapture(device)
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver buffers: less latency behind the newest frame
         return capture
     return cv2.VideoCapture(source)
@@ -89,25 +144,42 @@ def describe_source(source: str) -> str:
     kind = source_kind(source)
     if kind == "synthetic":
         return "the synthetic clip"
-    return f"camera {source} (/dev/video{source})" if kind == "camera" else source
+    if kind == "camera":
+        return f"camera {source} (/dev/video{source})" if source.isdigit() else f"camera {source}"
+    return source
+
+
+class CaptureFailed(RuntimeError):
+    """The capture thread died of an unexpected error: the camera is no longer read."""
 
 
 class LatestFrameCapture:
-    """Reads `source` in a background thread; `next_frame` returns each frame at most once."""
+    """Reads `source` in a background thread; `next_frame` returns each frame at most once.
 
-    def __init__(self, source: str, loop: bool = False):
+    `camera_format`: what to ask a camera for; `granted` then holds what its driver gave.
+    `opener`: how a source is opened (open_source; a stand-in only where no camera exists).
+    """
+
+    def __init__(self, source: str, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
+                 opener=open_source):
         self.source = source
         self.loop = loop
-        self.is_file = source_kind(source) == "file"
+        self.kind = source_kind(source)
+        self.camera_format = camera_format
+        self.opener = opener
         # Files and the synthetic clip are played at their own frame rate, like a camera;
         # cameras and streams are read as fast as they deliver.
-        self.pace = source_kind(source) in ("file", "synthetic")
+        self.pace = self.kind in ("file", "synthetic")
         self.dropped = 0
         self.lost = False
+        self.ended = False              # a video file was read to its end (and is not looped)
+        self.granted: CameraFormat | None = None
+        self.error: BaseException | None = None  # set when the thread died; next_frame raises then
+        self.t_alive = time.monotonic()  # when the thread last came back from the source (read, open, wait)
         self._latest: Frame | None = None
         self._condition = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._thread = threading.Thread(target=self._run_guarded, name="capture", daemon=True)
 
     def start(self) -> "LatestFrameCapture":
         self._thread.start()
@@ -120,12 +192,16 @@ class LatestFrameCapture:
         self._thread.join(timeout=2.0)
 
     def next_frame(self, timeout: float) -> Frame | None:
-        """The newest frame not yet handed out, waiting up to `timeout` seconds for one."""
+        """The newest frame not yet handed out, waiting up to `timeout` seconds for one.
+        Raises CaptureFailed once the capture thread has died (no frame will ever come)."""
         with self._condition:
-            if self._latest is None:
+            if self._latest is None and self.error is None:
                 self._condition.wait(timeout)
             frame, self._latest = self._latest, None
-            return frame
+        if frame is None and self.error is not None:
+            raise CaptureFailed(f"the capture thread for {describe_source(self.source)} failed: "
+                                f"{type(self.error).__name__}: {self.error}")
+        return frame
 
     def _offer(self, frame: Frame) -> None:
         with self._condition:
@@ -141,19 +217,38 @@ class LatestFrameCapture:
                 log.warning("video source %s is back", describe_source(self.source))
                 return
             hint = ("is the camera plugged in, and may this user read it (the 'video' group)? "
-                    "`ls /dev/video*` lists cameras" if source_kind(self.source) == "camera" else
-                    "the file ended (use --loop to replay it)" if self.is_file else "is the stream reachable?")
+                    "`ls /dev/video* /dev/v4l/by-id` lists cameras" if self.kind == "camera" else
+                    "is the file a video OpenCV can read?" if self.kind == "file" else "is the stream reachable?")
             log.warning("video source %s lost or not opening: %s; retrying with backoff",
                         describe_source(self.source), hint)
+
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:  # noqa: B036 - whatever it was, the frame loop must learn of it
+            log.debug("capture thread failed", exc_info=True)
+            with self._condition:
+                self.error = error
+                self._condition.notify_all()
+
+    def _open(self):
+        capture = self.opener(self.source)
+        if self.kind == "camera" and capture.isOpened():
+            self.granted = request_format(capture, self.camera_format)
+            log.info("camera %s: asked for %s, the driver granted %s", self.source,
+                     _format_text(self.camera_format), _format_text(self.granted))
+        return capture
 
     def _run(self) -> None:
         attempt, index = 0, 0
         while not self._stop.is_set():
-            capture = open_source(self.source)
+            capture = self._open()
+            self.t_alive = time.monotonic()
             if not capture.isOpened():
                 capture.release()
                 self._set_lost(True)
                 self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                self.t_alive = time.monotonic()
                 attempt += 1
                 continue
             fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -161,20 +256,35 @@ class LatestFrameCapture:
             next_due = time.monotonic()
             while not self._stop.is_set():
                 ok, image = capture.read()
+                self.t_alive = time.monotonic()
                 if not ok or image is None:
-                    if self.is_file and self.loop and index > 0:
+                    if self.kind == "file" and self.loop and index > 0:
                         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                         continue
                     break
                 attempt = 0
                 self._set_lost(False)
-                self._offer(Frame(image, index, time.time()))
+                self._offer(Frame(image, index, time.time(), time.monotonic()))
                 index += 1
                 if period:
                     next_due += period
                     self._stop.wait(max(0.0, next_due - time.monotonic()))
+                    self.t_alive = time.monotonic()
             capture.release()
+            if self.kind == "file" and index > 0:
+                log.warning("video file %s ended after %d frames; it is not replayed (--loop replays it)",
+                            self.source, index)
+                self.ended = True
+                self.lost = True
+                return
             if not self._stop.is_set():
                 self._set_lost(True)
                 self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                self.t_alive = time.monotonic()
                 attempt += 1
+
+
+def _format_text(fmt: CameraFormat) -> str:
+    parts = [f"{fmt.width or '?'}x{fmt.height or '?'}" if fmt.width or fmt.height else "",
+             f"{fmt.fps:g} fps" if fmt.fps else "", fmt.fourcc or ""]
+    return " ".join(part for part in parts if part) or "the driver's default"

@@ -2,6 +2,7 @@
 command line (in that order of precedence, the command line winning)."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -37,6 +38,11 @@ class Config:
     status_interval_s: float = 1.0
     send_hwm: int = 10              # ZeroMQ send queue per subscriber, in messages
     jpeg_quality: int = 80
+    camera_width: int | None = None     # asked of a camera (V4L2); None: the driver's default
+    camera_height: int | None = None
+    camera_fps: float | None = None
+    camera_fourcc: str | None = None    # pixel format asked of a camera, e.g. "MJPG" or "YUYV"
+    max_fps: float | None = None        # cap on processed frames per second; None: as fast as frames come
 
     @property
     def http_address(self) -> tuple | None:
@@ -53,6 +59,30 @@ def _fail(key: str, expected: str, value) -> UserError:
     return UserError(f"config: '{key}' must be {expected}, found {value!r}", EX_CONFIG)
 
 
+# What each annotation in Config admits; every key is checked against it before its own rules.
+_TYPES = {"str": ((str,), "text"), "bool": ((bool,), "true or false"), "int": ((int,), "a whole number"),
+          "float": ((int, float), "a number"), "tuple": ((list, tuple, str), "a list of names")}
+
+
+def _check_type(key: str, value) -> None:
+    annotation = FIELD_TYPES[key]
+    optional = annotation.endswith(" | None")
+    if value is None and optional:
+        return
+    base = annotation.removesuffix(" | None")
+    if base not in _TYPES:
+        return  # a key of another shape checks itself in validate()
+    types, expected = _TYPES[base]
+    wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+    if annotation.startswith("tuple") and isinstance(value, (list, tuple)):
+        wrong = not all(isinstance(item, str) for item in value)
+    if not wrong and isinstance(value, float) and not math.isfinite(value):
+        expected, wrong = "a finite number", True
+    if wrong:
+        shown = "a value of type " + type(value).__name__ if key.endswith("token") else value  # never echo a secret
+        raise _fail(key, expected + (" (or left out)" if optional else ""), shown)
+
+
 def _fraction(key, value, high_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 or (high_open and value == 1):
         raise _fail(key, "a number in [0, 1" + (")" if high_open else "]"), value)
@@ -62,7 +92,9 @@ def _fraction(key, value, high_open=False):
 def validate(config: Config) -> Config:
     """Check every value; return a normalised copy or raise UserError (exit code 78)."""
     c = config
-    if not isinstance(c.source, str) or not c.source:
+    for key in FIELD_TYPES:
+        _check_type(key, getattr(c, key))
+    if not c.source:
         raise _fail("source", "a camera index, a file, a URL or 'synthetic'", c.source)
     if c.device not in ("cpu", "auto") and not re.fullmatch(r"gpu(:\d+)?", str(c.device)):
         raise _fail("device", "cpu, gpu, gpu:N or auto", c.device)
@@ -75,13 +107,16 @@ def validate(config: Config) -> Config:
         raise _fail("classes", f"names from: {', '.join(VOC_CLASSES)}", ",".join(unknown))
     if not re.fullmatch(r"(tcp://[^\s]+:\d+|ipc://\S+|inproc://\S+)", str(c.pub)):
         raise _fail("pub", "a ZeroMQ endpoint like tcp://127.0.0.1:5556", c.pub)
+    if c.http is not None and str(c.http).startswith("["):
+        raise _fail("http", "an IPv4 address or host name with a port, like 127.0.0.1:8080 (the debug stream "
+                    "does not listen on IPv6)", c.http)
     if c.http is not None:
         match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d+)", str(c.http))
         if not match or not 0 <= int(match.group(2)) <= 65535:
             raise _fail("http", "HOST:PORT like 127.0.0.1:8080", c.http)
-    for key in ("max_frames", "send_hwm", "jpeg_quality"):
+    for key in ("max_frames", "send_hwm", "jpeg_quality", "camera_width", "camera_height"):
         value = getattr(c, key)
-        if value is None and key == "max_frames":
+        if value is None and key in ("max_frames", "camera_width", "camera_height"):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _fail(key, "a positive whole number", value)
@@ -91,6 +126,13 @@ def validate(config: Config) -> Config:
         value = getattr(c, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise _fail(key, "a number of seconds >= 0", value)
+    for key in ("camera_fps", "max_fps"):
+        value = getattr(c, key)
+        if value is not None and not value > 0:
+            raise _fail(key, "a number of frames per second > 0", value)
+    if c.camera_fourcc is not None and not re.fullmatch(r"[0-9A-Za-z ]{1,4}", c.camera_fourcc):
+        raise _fail("camera_fourcc", "a pixel format code of up to 4 letters or digits, like MJPG or YUYV "
+                    "(`v4l2-ctl --list-formats-ext` lists a camera's)", c.camera_fourcc)
     if c.log_level not in ("debug", "info", "warning", "error"):
         raise _fail("log_level", "debug, info, warning or error", c.log_level)
     for key in ("loop", "demo"):

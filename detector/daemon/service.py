@@ -6,6 +6,7 @@ each part lives in its own module.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -16,11 +17,11 @@ import numpy as np
 
 from robot_client import protocol
 
-from .capture import LatestFrameCapture, describe_source, source_kind
+from .capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
 from ..model.decode import PERSON
 from ..model.engines import create_engine
-from ..errors import EX_CONFIG, UserError
+from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
 from ..model.predictor import Predictor
 from .publish import Publisher
@@ -32,11 +33,12 @@ from ..model.weights import load_model, shipped_specs
 log = logging.getLogger(__name__)
 
 STALL_S = 0.8               # no new frame for this long while running -> camera_lost
+CAPTURE_HUNG_S = 20.0       # a read or open of the source blocked this long: stop feeding the watchdog
 DEMO_PERSON = (0.62, 0.51, 0.16, 0.64)  # where the synthetic clip's figure stands (x, y, w, h)
 
 
 class Stats:
-    """Rolling capture->publish latency and processing rate."""
+    """Rolling capture->publish latency and processing rate, on the monotonic clock."""
 
     def __init__(self, window: int = 100):
         self.latencies_ms = deque(maxlen=window)
@@ -45,6 +47,7 @@ class Stats:
         self.frames = 0
 
     def add(self, t_capture: float, t_publish: float, inference_ms: float) -> None:
+        """t_capture, t_publish: time.monotonic() seconds."""
         self.frames += 1
         self.latencies_ms.append((t_publish - t_capture) * 1e3)
         self.inference_ms.append(inference_ms)
@@ -64,10 +67,18 @@ class Stats:
         return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
 
 
+def finite_detections(detections) -> tuple:
+    """(the detections whose numbers are all finite, how many were not). A non-finite box (a broken
+    weights file, an engine fault) must neither reach a message nor stop the frame loop."""
+    kept = [d for d in detections if all(math.isfinite(v) for v in (d.confidence, d.x, d.y, d.w, d.h))]
+    return kept, len(detections) - len(kept)
+
+
 def person_message(seq: int, frame, t_publish: float, target) -> dict:
     frame_h, frame_w = frame.image_bgr.shape[:2]
     message = {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
-               "frame_w": frame_w, "frame_h": frame_h, "found": target is not None}
+               "frame_w": frame_w, "frame_h": frame_h, "found": target is not None,
+               "held": target is not None and target.held}
     if target is None:
         message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
     else:
@@ -117,7 +128,13 @@ class Service:
         except UserError:
             self.publisher.close()
             raise
-        self.capture = LatestFrameCapture(self.source, config.loop)
+        camera_format = CameraFormat(config.camera_width, config.camera_height, config.camera_fps, config.camera_fourcc)
+        if camera_format != CameraFormat() and source_kind(self.source) != "camera":
+            log.warning("--width/--height/--fps/--fourcc are asked of a camera; %s is not one, so they are ignored",
+                        describe_source(self.source))
+        self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
+        self.nonfinite = 0      # detections dropped because a number in them was not finite
+        self._hang_reported = False
         self._t_status = 0.0
 
     # --- status ---
@@ -125,7 +142,9 @@ class Service:
         engine = self.predictor.engine
         return {"v": protocol.VERSION, "t": time.time(), "state": self.state, "fps": round(self.stats.fps, 2),
                 "latency_ms": self.stats.latency(), "frames": self.stats.frames, "dropped": self.capture.dropped,
-                "engine": engine.name, "device": engine.device, "demo": self.config.demo}
+                "engine": engine.name, "device": engine.device, "demo": self.config.demo,
+                "camera": self.capture.granted.to_dict() if self.capture.granted else None,
+                "nonfinite": self.nonfinite}
 
     def publish_status(self) -> None:
         status = self.status_message()
@@ -145,16 +164,22 @@ class Service:
     def process(self, frame) -> None:
         config = self.config
         prediction = self.predictor.predict(frame.image_bgr)
-        persons = [d for d in prediction.detections if d.cls_id == PERSON]
-        target = self.tracker.update(persons, frame.t_capture)
-        published = [d for d in prediction.detections if not config.classes or d.cls in config.classes]
+        detections, nonfinite = finite_detections(prediction.detections)
+        if nonfinite:
+            if not self.nonfinite:
+                log.warning("the model reported a box with a non-finite number; such detections are dropped "
+                            "and counted in status.nonfinite (are the weights damaged?)")
+            self.nonfinite += nonfinite
+        persons = [d for d in detections if d.cls_id == PERSON]
+        target = self.tracker.update(persons, frame.t_monotonic)
+        published = [d for d in detections if not config.classes or d.cls in config.classes]
         seq = self.stats.frames
         t_publish = time.time()
         self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target))
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
-        self.stats.add(frame.t_capture, t_publish, prediction.inference_ms)
+        self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
-            self.stream.offer(seq, frame.image_bgr, prediction.detections, target.detection if target else None)
+            self.stream.offer(seq, frame.image_bgr, detections, target.detection if target else None)
 
     def run(self) -> int:
         config = self.config
@@ -164,29 +189,53 @@ class Service:
                  describe_source(self.source), self.publisher.endpoint,
                  f"; debug stream http://{self.config.http}/" if self.stream else "")
         self.publish_status()
+        # Ready once the model is loaded: a missing camera is reported (camera_lost), not a failed
+        # start that systemd would answer by reloading the model again and again.
+        self.notifier.notify("READY=1", "STATUS=starting, model loaded")
         self.capture.start()
-        t_last_frame = time.monotonic()
+        min_period_s = 1.0 / config.max_fps if config.max_fps else 0.0
+        t_last_frame = t_next_due = time.monotonic()
         try:
             while not self.stop_requested.is_set():
+                self._feed_watchdog()
+                if time.monotonic() - self._t_status >= config.status_interval_s:
+                    self.publish_status()
+                wait_s = t_next_due - time.monotonic()
+                if wait_s > 0:  # --max-fps: the capture thread keeps draining; this loop rests
+                    self.stop_requested.wait(min(wait_s, 0.1))
+                    continue
                 frame = self.capture.next_frame(timeout=0.1)
                 now = time.monotonic()
                 if frame is None:
                     if self.capture.lost or (self.state == "running" and now - t_last_frame > STALL_S):
                         self.set_state("camera_lost")
-                else:
-                    self.process(frame)
-                    t_last_frame = now
-                    if self.stats.frames == 1:
-                        self.notifier.notify("READY=1", f"STATUS=running, {self.stats.frames} frame processed")
-                    self.set_state("running")
-                self.notifier.watchdog()
-                if time.monotonic() - self._t_status >= config.status_interval_s:
-                    self.publish_status()
+                    continue
+                self.process(frame)
+                t_last_frame = now
+                t_next_due = now + min_period_s
+                self.set_state("running")
                 if config.max_frames and self.stats.frames >= config.max_frames:
                     break
+        except CaptureFailed as error:
+            # No frame will come again: feeding the watchdog now would hide a blind robot. Exit
+            # non-zero so that systemd restarts the daemon (Restart=on-failure).
+            log.error("%s; exiting so that the service manager restarts the daemon", error)
+            return EX_FAILURE
         finally:
             self.shutdown()
         return 0
+
+    def _feed_watchdog(self) -> None:
+        """The watchdog is fed for the whole pipeline: not while the capture thread is stuck inside
+        the driver (a hung read would otherwise leave a blind daemon alive forever)."""
+        hung_s = time.monotonic() - self.capture.t_alive
+        if hung_s < CAPTURE_HUNG_S or self.capture.ended:  # a file that ended is no hang: camera_lost says it
+            self._hang_reported = False
+            self.notifier.watchdog()
+        elif not self._hang_reported:
+            self._hang_reported = True
+            log.error("the capture thread has been stuck in %s for %.0f s; no longer feeding the watchdog, so that "
+                      "the service manager restarts the daemon", describe_source(self.source), hung_s)
 
     def shutdown(self) -> None:
         self.notifier.notify("STOPPING=1")

@@ -15,13 +15,14 @@ class Target(NamedTuple):
     w: float
     h: float
     confidence: float
-    held: bool             # True while the target is not seen but still within the grace period
+    held: bool             # True while the target is not seen this frame but still within the grace period
 
 
 class TargetTracker:
     """Locks onto the largest person when none is locked, then follows that same person (the one
     overlapping the last box most, IoU >= `min_iou`) even when someone larger appears. A target
-    unseen for up to `grace_s` seconds is still reported (held) before it is dropped.
+    unseen for up to `grace_s` seconds is still reported (held) before it is dropped. This is the
+    system's one grace period: the robot client stops as soon as `found` is false.
 
     `smoothing` in [0, 1): exponential smoothing of x, y, w, h (0 = none); the new value weighs
     1 - smoothing, so 0.5 halves jitter at the cost of about one frame of lag.
@@ -35,7 +36,8 @@ class TargetTracker:
         self._last_seen = 0.0
 
     def update(self, persons: list, t: float) -> Target | None:
-        """persons: this frame's person detections; t: the frame's capture time (seconds)."""
+        """persons: this frame's person detections (finite numbers only); t: the frame's capture
+        time on the monotonic clock, so that a step of the wall clock cannot stretch the grace."""
         match = self._match(persons)
         if match is None:
             if self._target is not None and t - self._last_seen <= self.grace_s:

@@ -5,6 +5,7 @@ where they run. `create_engine` is the one place that picks an engine and a devi
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -42,19 +43,24 @@ class ChainerEngine(Engine):
         self.net = TinyYoloV1(model)
         if device.startswith("gpu"):
             import cupy
-            gpu_id = int(device.split(":")[1])
-            # Moved once here; per frame only the input goes to the GPU and the output comes back.
-            self.net.to_device(f"@cupy:{gpu_id}")
-            self._to_device = lambda array: cupy.asarray(array)
+            # Every CuPy call (the input's allocation, the kernels, the copy back) runs inside this
+            # device's context: outside it CuPy uses the current device, 0, whatever gpu:N says.
+            self.device_context = lambda: cupy.cuda.Device(int(device.split(":")[1]))
+            with self.device_context():
+                # Moved once here; per frame only the input goes to the GPU and the output comes back.
+                self.net.to_device(f"@cupy:{device.split(':')[1]}")
+            self._to_device = cupy.asarray
             self._to_host = cupy.asnumpy
         else:
+            self.device_context = contextlib.nullcontext
             self._to_device = self._to_host = np.asarray
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         chainer = self._chainer
-        with chainer.using_config("train", False), chainer.using_config("enable_backprop", False):
+        with self.device_context(), chainer.using_config("train", False), \
+                chainer.using_config("enable_backprop", False):
             output = self.net(self._to_device(blob)).array
-        return self._to_host(output).astype(np.float32, copy=False)
+            return self._to_host(output).astype(np.float32, copy=False)
 
 
 class OnnxRuntimeEngine(Engine):
