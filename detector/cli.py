@@ -42,6 +42,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
     parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
     parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
+    parser.add_argument("--names", metavar="FILE",
+                        help="class names, one a line, for models trained on other classes (default: the 20 VOC names)")
     if defaults:
         parser.add_argument("--threshold", type=fraction, default=0.2, help="class probability threshold (default 0.2)")
         parser.add_argument("--nms", type=fraction, default=0.5, help="per-class NMS IoU (default 0.5)")
@@ -54,6 +56,12 @@ def cmd_detect(args) -> int:
     from .model.weights import load_model
     engine = create_engine(load_model(args.weights, args.cfg), args.engine, args.device)
     run_detect(Predictor(engine, args.threshold, args.nms), args.images, args.json, args.save_raw, args.annotate)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .train.evaluate import run_evaluate
+    run_evaluate(args.dataset, args.weights, args.cfg, args.engine, args.device, args.names, args.iou, args.json)
     return 0
 
 
@@ -164,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--save-raw", metavar="FILE.npy", help="save the raw network outputs (float32)")
     detect.add_argument("--annotate", metavar="OUT.png", help="save the image with boxes drawn")
     detect.set_defaults(handler=cmd_detect)
+
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="VOC average precision per class and mAP of a model on a labelled dataset")
+    evaluate.add_argument("dataset", metavar="DATASET",
+                          help="dataset folder (images/, labels/, classes.txt), image list file, or VOC root[:split]")
+    add_model_arguments(evaluate, defaults=False)
+    evaluate.add_argument("--iou", type=fraction, default=0.5, help="IoU a detection needs to match a truth (default 0.5)")
+    evaluate.add_argument("--json", action="store_true", help='one JSON object: {"map", "ap", "images", "iou"}')
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     bench = commands.add_parser("bench", parents=[common], help="measure per-stage latency of the engines")
     add_model_arguments(bench, defaults=False)

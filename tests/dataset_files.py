@@ -16,6 +16,7 @@ def write_image(path, width=64, height=48, seed=0):
 def write_darknet_folder(root, labels_by_name, class_names=("person", "dog"), classes_txt=True):
     """labels_by_name: {'a.png': 'label file text' or None (no label file)}."""
     root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
     for index, (name, text) in enumerate(labels_by_name.items()):
         write_image(root / "images" / name, seed=index)
         if text is not None:
