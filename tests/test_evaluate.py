@@ -66,17 +66,17 @@ PERSON = VOC_CLASSES.index("person")
 DOG = VOC_CLASSES.index("dog")
 
 
-def test_evaluate_command_with_the_daemons_decode(tmp_path, person_weights):
-    # The person weights report one person at (0.75, 0.4, 0.2, 0.5) with probability 0.8 on any image.
+def test_evaluate_command_with_the_daemons_decode(tmp_path, small_model):
+    # The small model reports one person at (0.75, 0.4, 0.2, 0.5) with probability 0.8 on any image.
     root = write_darknet_folder(tmp_path / "data", {
         "a.png": f"{PERSON} 0.75 0.4 0.2 0.5\n",
         "b.png": f"{PERSON} 0.2 0.5 0.2 0.3\n{DOG} 0.5 0.5 0.4 0.4\n",
     }, class_names=VOC_CLASSES)
-    result = run_cli("evaluate", root, "--weights", person_weights["yolov1-tiny"], "--json")
+    result = run_cli("evaluate", root, "--weights", small_model[0], "--cfg", small_model[1], "--json")
     assert result.returncode == 0, result.stderr
     # person: the tie at 0.8 ranks image a (TP) before b (FP): AP 1/2; dog: AP 0
     assert json.loads(result.stdout) == {"map": 0.25, "ap": {"dog": 0.0, "person": 0.5}, "images": 2, "iou": 0.5}
-    table = run_cli("evaluate", root, "--weights", person_weights["yolov1-tiny"], "--iou", "0.9")
+    table = run_cli("evaluate", root, "--weights", small_model[0], "--cfg", small_model[1], "--iou", "0.9")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[0]: line.split()[1:3] for line in table.stdout.splitlines()[1:]}
     assert rows == {"dog": ["1", "0.0000"], "person": ["2", "0.5000"], "mAP": ["3", "0.2500"]}
