@@ -166,6 +166,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--threshold", type=fraction, help="class probability threshold (default 0.2)")
     run.add_argument("--nms", type=fraction, help="per-class NMS IoU (default 0.5)")
     run.add_argument("--classes", help="comma-separated classes to publish in `detections` (default all)")
+    run.add_argument("--target-class", metavar="NAME", help="the class the `person` topic follows (default person)")
     run.add_argument("--pub", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--http", metavar="HOST:PORT", help="debug stream address (default 127.0.0.1:8080)")
     run.add_argument("--no-http", action="store_true", help="no debug stream")
