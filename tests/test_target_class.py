@@ -46,3 +46,21 @@ def test_names_must_fit_the_model_and_the_target_must_be_a_name(cone_model, tmp_
     assert unknown.wait(60) == 78 and "'target_class' must be one of the class names (ball, cone)" in unknown.stderr
     detect = run_cli("detect", "never-read.png", "--weights", weights, "--cfg", cfg, "--names", three)
     assert detect.returncode == 78 and "lists 3 class names" in detect.stderr
+
+
+def test_config_keys_names_and_target_class(tmp_path):
+    from detector.daemon.config import load_config
+    from detector.errors import UserError
+    names = tmp_path / "names.txt"
+    names.write_text("ball\ncone\n")
+    config = tmp_path / "robot.toml"
+    config.write_text(f'names = "{names}"\ntarget_class = "cone"\nclasses = ["ball"]\n')
+    loaded = load_config(config)
+    assert (loaded.names, loaded.target_class, loaded.classes) == (str(names), "cone", ("ball",))
+    for text, message in [("names = 3\n", "'names' must be the path of a class names file"),
+                          (f'names = "{tmp_path}/none.txt"\n', "none.txt: class names file not found"),
+                          (f'names = "{names}"\nclasses = ["person"]\n', "'classes' must be names from: ball, cone")]:
+        config.write_text(text)
+        with pytest.raises(UserError, match=message) as error:
+            load_config(config)
+        assert error.value.exit_code == 78

@@ -73,6 +73,8 @@ def validate(config: Config) -> Config:
     track_iou, smoothing = _fraction("track_iou", c.track_iou), _fraction("smoothing", c.smoothing, high_open=True)
     classes = tuple(c.classes.split(",")) if isinstance(c.classes, str) else tuple(c.classes)
     classes = tuple(name.strip() for name in classes if name.strip())
+    if c.names is not None and not isinstance(c.names, str):
+        raise _fail("names", "the path of a class names file", c.names)
     known = read_names(c.names) if c.names is not None else VOC_CLASSES
     unknown = [name for name in classes if name not in known]
     if unknown:
