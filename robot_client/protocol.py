@@ -29,7 +29,7 @@ SCHEMA = {
              "dropped": int, "engine": str, "device": str, "demo": bool},
 }
 # Person fields a sender may leave out (older daemons do); when present they must have these types.
-PERSON_OPTIONAL = {"held": bool}
+PERSON_OPTIONAL = {"held": bool, "cls": str}  # cls: the followed class, when not person (--target-class)
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
 
