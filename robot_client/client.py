@@ -13,7 +13,7 @@ import time
 import zmq
 
 from . import protocol
-from .controller import Follower, Gains
+from .controller import Camera, Follower, Gains
 from .motors import DryRunMotors, MotorError, TankMotors, Wheels
 from .tunnel import SshTunnel
 
@@ -113,10 +113,23 @@ def parse_args(argv):
     parser.add_argument("--left", default="outB", help="left motor port (default %(default)s)")
     parser.add_argument("--right", default="outC", help="right motor port (default %(default)s)")
     parser.add_argument("--max-speed", type=float, default=40.0, help="wheel speed limit, percent (default %(default)s)")
-    parser.add_argument("--target-area", type=float, default=0.15,
-                        help="person box area (fraction of the frame) to keep (default %(default)s)")
-    parser.add_argument("--turn-gain", type=float, default=30.0)
-    parser.add_argument("--drive-gain", type=float, default=40.0)
+    parser.add_argument("--distance", type=float, default=1.0,
+                        help="metres to keep between the camera and the person (default %(default)s)")
+    parser.add_argument("--camera-height", type=float, default=0.2,
+                        help="camera lens height above the floor, metres (default %(default)s)")
+    parser.add_argument("--hfov", type=float, default=60.0,
+                        help="camera's horizontal field of view, degrees (default %(default)s)")
+    parser.add_argument("--vfov", type=float, default=45.0,
+                        help="camera's vertical field of view, degrees (default %(default)s)")
+    parser.add_argument("--target-area", type=float,
+                        help="older alternative to the camera geometry: the person's box area (fraction of "
+                             "the frame) at --distance; less exact when the box is cut off at the top")
+    parser.add_argument("--turn-gain", type=float, default=30.0,
+                        help="wheel-speed difference (percent) with the person at the frame's edge (default %(default)s)")
+    parser.add_argument("--drive-gain", type=float, default=1.5,
+                        help="extra forward speed, m/s per metre of distance error (default %(default)s)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="read a few person messages, print the options for where the person stands now, exit")
     parser.add_argument("--timeout-ms", type=int, default=500, help="stop when no fresh message for this long")
     parser.add_argument("--lost-grace-ms", type=int, default=300, help="stop when the person is lost this long")
     parser.add_argument("--dry-run", action="store_true", help="print wheel commands, drive nothing")
@@ -124,6 +137,16 @@ def parse_args(argv):
     parser.add_argument("--run-seconds", type=float, help="exit after this many seconds (tests, demos)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
+
+
+def build_follower(args):
+    """The Follower the options describe; ValueError says which option is wrong."""
+    if args.timeout_ms <= 0 or args.lost_grace_ms < 0:
+        raise ValueError("--timeout-ms must be > 0 and --lost-grace-ms >= 0")
+    camera = Camera(args.camera_height, args.hfov, args.vfov)
+    gains = Gains(args.max_speed, args.distance, args.target_area, camera, turn_gain=args.turn_gain,
+                  drive_gain=args.drive_gain)
+    return Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
 
 
 def _terminate(signum, frame):
@@ -135,12 +158,9 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        gains = Gains(args.max_speed, args.target_area, turn_gain=args.turn_gain, drive_gain=args.drive_gain)
+        follower = build_follower(args)
     except ValueError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
-        return 2
-    if args.timeout_ms <= 0 or args.lost_grace_ms < 0:
-        sys.stderr.write("robot-client: error: --timeout-ms must be > 0 and --lost-grace-ms >= 0\n")
         return 2
     try:
         motors = DryRunMotors() if args.dry_run else TankMotors(args.left, args.right, args.sysfs_root)
@@ -148,7 +168,6 @@ def main(argv=None):
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
     wheels = Wheels(motors, log)
-    follower = Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
     tunnel = None
     endpoint = args.connect
     try:

@@ -52,7 +52,7 @@ def test_vermin_says_python_3_5():
 
 def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
     import ast
-    allowed = {"argparse", "json", "logging", "signal", "socket", "subprocess", "sys", "tempfile", "time",
+    allowed = {"argparse", "json", "logging", "math", "signal", "socket", "subprocess", "sys", "tempfile", "time",
                "zmq", "ev3dev2", "ev3dev2.motor"}
     for path in sorted((ROOT / "robot_client").glob("*.py")):
         source = path.read_text()
