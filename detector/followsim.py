@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from robot_client import protocol
 from robot_client.client import build_follower, parse_args
 
+from .errors import EX_CONFIG, UserError
+
 EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
 NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
 
@@ -25,7 +27,7 @@ class Scene:
     """Everything about the simulated world, in metres, seconds and degrees."""
     delay_s: float = 0.1            # capture -> robot
     rate_hz: float = 30.0           # person messages per second
-    noise: float = 0.003            # std of each box edge, fraction of the frame (detector jitter)
+    noise: float = 0.01             # std of each box edge, fraction of the frame (detector jitter)
     seed: int = 1
     camera_height_m: float = 0.2
     hfov_deg: float = 60.0
@@ -46,20 +48,25 @@ class Scene:
     step_s: float = 0.01
     distance_m: float = 1.0         # what the robot is asked to keep
     max_speed: float = 60.0         # percent
-    client_options: tuple = ()      # further robot-client options, e.g. ("--turn-gain", "20")
+    client_options: tuple = ()      # further robot-client options, e.g. ("--turn-gain=20",)
+
+    def __post_init__(self):
+        if self.path not in ("arcs", "stand"):
+            raise UserError(f"path must be 'arcs' or 'stand', found {self.path!r}", EX_CONFIG)
+        if self.straight_s < 0 or self.arc_deg > 360:
+            raise UserError(f"straight_s must be >= 0 and arc_deg at most 360, found {self.straight_s} "
+                            f"and {self.arc_deg}", EX_CONFIG)
 
     def client_argv(self) -> list:
         return ["--distance", str(self.distance_m), "--max-speed", str(self.max_speed),
                 "--camera-height", str(self.camera_height_m), "--hfov", str(self.hfov_deg),
-                "--vfov", str(self.vfov_deg), *self.client_options]
+                "--vfov", str(self.vfov_deg), *(self.client_options or ())]
 
 
 def person_segments(scene: Scene) -> list:
     """[(duration_s, speed_m_s, turn_rad_s)]: the person's walk, then standing."""
     if scene.path == "stand":
         return [(scene.stand_s, 0.0, 0.0)]
-    if scene.path != "arcs":
-        raise ValueError(f"path must be 'arcs' or 'stand', found {scene.path!r}")
     speed = scene.walk_speed_m_s
     turn = speed / scene.arc_radius_m
     arc_s = math.radians(scene.arc_deg) / turn if turn else 0.0
@@ -203,10 +210,20 @@ class Run:
         }
 
 
+def client_follower(scene: Scene):
+    """The Follower robot-client builds from scene.client_argv(); bad options are a UserError."""
+    try:
+        return build_follower(parse_args(scene.client_argv()))
+    except SystemExit:  # argparse has printed what it did not accept
+        raise UserError(f"robot-client did not accept the options {' '.join(scene.client_argv())}", EX_CONFIG) from None
+    except ValueError as error:
+        raise UserError(f"robot-client options: {error}", EX_CONFIG) from None
+
+
 def simulate(scene: Scene, follower=None) -> Run:
-    """Run the scene to its end with `follower` (default: the robot client's, built from
-    scene.client_argv()) and return the recorded Run."""
-    follower = follower or build_follower(parse_args(scene.client_argv()))
+    """Run the scene to its end with `follower` (default: the robot client's, from the scene's
+    options) and return the recorded Run."""
+    follower = follower or client_follower(scene)
     rng = random.Random(scene.seed)
     person, robot = Person(scene), Robot(scene)
     run = Run(scene, person.stop_time_s)
@@ -238,3 +255,13 @@ def simulate(scene: Scene, follower=None) -> Run:
         robot.step(command, scene.step_s)
         person.step(t, scene.step_s)
     return run
+
+
+def run_scene(scene: Scene, png_path=None) -> dict:
+    """Simulate, draw the picture when asked, return the figures."""
+    run = simulate(scene)
+    figures = run.figures()
+    if png_path:
+        from .followplot import draw
+        draw(run, png_path, figures)
+    return figures

@@ -13,6 +13,7 @@ import time
 import zmq
 
 from . import protocol
+from .calibrate import WAIT_S, calibrate
 from .controller import Camera, Follower, Gains
 from .motors import DryRunMotors, MotorError, TankMotors, Wheels
 from .tunnel import SshTunnel
@@ -134,7 +135,8 @@ def parse_args(argv):
     parser.add_argument("--lost-grace-ms", type=int, default=300, help="stop when the person is lost this long")
     parser.add_argument("--dry-run", action="store_true", help="print wheel commands, drive nothing")
     parser.add_argument("--sysfs-root", help="where ev3dev2 looks for devices (default /sys/class)")
-    parser.add_argument("--run-seconds", type=float, help="exit after this many seconds (tests, demos)")
+    parser.add_argument("--run-seconds", type=float,
+                        help="exit after this many seconds (tests, demos); with --calibrate: wait at most this long")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -147,6 +149,24 @@ def build_follower(args):
     gains = Gains(args.max_speed, args.distance, args.target_area, camera, turn_gain=args.turn_gain,
                   drive_gain=args.drive_gain)
     return Follower(gains, args.timeout_ms / 1000.0, args.lost_grace_ms / 1000.0)
+
+
+def run_calibration(args, gains):
+    """--calibrate: through the tunnel when --ssh is given; no motors involved."""
+    tunnel = None
+    endpoint = args.connect
+    try:
+        if args.ssh:
+            tunnel = SshTunnel(args.ssh, args.remote_port, args.ssh_port, args.ssh_key, args.ssh_option)
+            tunnel.start()
+            tunnel.wait_ready()
+            endpoint = tunnel.endpoint
+        return calibrate(endpoint, gains, sys.stdout, args.run_seconds or WAIT_S)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if tunnel is not None:
+            tunnel.close()
 
 
 def _terminate(signum, frame):
@@ -162,6 +182,8 @@ def main(argv=None):
     except ValueError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
         return 2
+    if args.calibrate:
+        return run_calibration(args, follower.gains)
     try:
         motors = DryRunMotors() if args.dry_run else TankMotors(args.left, args.right, args.sysfs_root)
     except MotorError as error:
