@@ -1,19 +1,21 @@
-"""Steering from the daemon's `person` messages: pure functions and one small state machine.
+"""Steering from the daemon's `person` messages: the camera's geometry, the control law, and the
+Follower's safety decisions.
 
 Speeds are percentages of the motors' maximum (ev3dev2's SpeedPercent), positive forward.
+`robot-detector simulate-follow` runs this module in a closed loop; tune it there.
 """
-
-
 import math
 
 # Forward speed of the robot at SpeedPercent(100): ev3dev's max_speed of an EV3 large motor
 # (1050 deg/s) on the 56 mm wheels of the EV3 sets.
 FULL_SPEED_M_S = 1050.0 / 360.0 * math.pi * 0.056
+TRACK_M = 0.12          # between the wheels' contact points
 EDGE = 0.01             # a box edge this close to the frame's border is taken as cut off there
-NETWORK_S = 0.02        # assumed publish -> brick delay (Wi-Fi, ssh) on top of t_publish - t_capture
 WINDOW_S = 0.6          # the person's speed is fitted over this much of recent history
 MIN_FIT_S = 0.25        # ... and only once the history spans this long
 MAX_PERSON_SPEED_M_S = 1.0
+MOTOR_LAG_S = 0.1       # the wheels follow a new speed command about this much later (speed regulation)
+MAX_GAP_S = 0.5         # a longer silence: the Follower has stopped the motors, dead reckoning restarts
 TURN_FIRST = (0.25, 0.75)  # forward speed fades out as |offset_x| goes from the first to the second:
                            # a person near the frame's edge is about to be lost, so turn on the spot
 
@@ -74,7 +76,8 @@ class Gains(object):
     """
 
     def __init__(self, max_speed=40.0, distance_m=1.0, target_area=None, camera=None, turn_gain=30.0,
-                 turn_dead_band=0.1, drive_gain=1.5, distance_dead_band_m=0.05, full_speed_m_s=FULL_SPEED_M_S):
+                 turn_dead_band=0.07, drive_gain=1.5, distance_dead_band_m=0.05, full_speed_m_s=FULL_SPEED_M_S,
+                 track_m=TRACK_M):
         if not 0 < max_speed <= 100:
             raise ValueError("max_speed must be in (0, 100], found {}".format(max_speed))
         if not 0.2 <= distance_m <= 10:
@@ -93,6 +96,7 @@ class Gains(object):
         self.drive_gain = float(drive_gain)
         self.distance_dead_band_m = float(distance_dead_band_m)
         self.full_speed_m_s = float(full_speed_m_s)
+        self.track_m = float(track_m)
 
     def distance_of(self, message):
         """Metres to the person of a `person` message with found = true."""
@@ -120,13 +124,15 @@ class Steering(object):
 
     Forward speed = the person's own speed (feed-forward) + drive_gain x (distance error). Both come
     from a straight-line fit, over the last WINDOW_S, of the person's position along the robot's
-    line of travel: distance seen + how far the robot had driven by then (dead reckoning on the
-    commanded speed), timed by the daemon's t_capture. The fit's slope is the person's speed, a
-    measurement that cannot wind up like an integral, forgotten when the person is lost; its value
-    smooths the distance. The robot's own driving since the capture (the message's age:
-    t_publish - t_capture plus the network) is taken off, so the loop does not chase old data.
-    The person is not extrapolated over that age: the distance it leaves while they walk is what
-    the robot needs to stop without coming closer than asked when they stop.
+    line of travel: distance seen + how far the robot had driven by then, timed by the daemon's
+    t_capture. The fit's slope is the person's speed, a measurement that cannot wind up like an
+    integral, forgotten when the person is lost; its value smooths the distance.
+
+    A message is t_publish - t_capture old when it arrives. What the robot drove and turned since
+    the capture (dead reckoning on its own commands, the wheels MOTOR_LAG_S behind them) is taken
+    off the distance and the bearing, so neither loop chases old data: without this the turn loop
+    oscillates from about 0.4 s of delay on. The person is not extrapolated over that age: the
+    distance this leaves while they walk is what the robot needs to stop short when they stop.
     """
 
     def __init__(self, gains):
@@ -135,14 +141,19 @@ class Steering(object):
 
     def reset(self):
         self.samples = []      # (t_capture, person's position along the robot's travel, metres)
-        self.odometer = []     # (brick time, metres driven forward), newest last
-        self.drive_m_s = 0.0
+        self.odometer = []     # (brick time, metres driven, radians turned right, speeds from then on)
+        self.speeds = (0.0, 0.0)
 
-    def _driven_at(self, t):
-        for when, metres in reversed(self.odometer):
+    def _odometer_at(self, t):
+        """(metres driven forward, radians turned right) at brick time `t`, by dead reckoning on
+        the commands: (left + right) / 2 forward, (left - right) / track turning."""
+        for when, driven, turned, (left, right) in reversed(self.odometer):
             if when <= t:
-                return metres
-        return self.odometer[0][1]
+                break
+        full = self.gains.full_speed_m_s / 100.0
+        elapsed = max(0.0, t - when)
+        return (driven + (left + right) / 2 * full * elapsed,
+                turned + (left - right) * full / self.gains.track_m * elapsed)
 
     def _fit(self):
         """(position now-ish, speed): the person's fitted position along the robot's travel at the
@@ -163,22 +174,28 @@ class Steering(object):
         gains = self.gains
         if not all(math.isfinite(message[name]) for name in ("t_capture", "t_publish", "y", "h", "area", "offset_x")):
             return None
-        driven = self.odometer[-1][1] + self.drive_m_s * (now - self.odometer[-1][0]) if self.odometer else 0.0
-        self.odometer = [item for item in self.odometer if item[0] > now - 2 * WINDOW_S] + [(now, driven)]
-        age_s = clamp(message["t_publish"] - message["t_capture"], 0.0, 1.0) + NETWORK_S
+        if self.odometer and now - self.odometer[-1][0] > MAX_GAP_S:
+            self.reset()
+        if not self.odometer:
+            self.odometer.append((now, 0.0, 0.0, (0.0, 0.0)))
+        age_s = clamp(message["t_publish"] - message["t_capture"], 0.0, 1.0)
+        driven, turned = self._odometer_at(now - MOTOR_LAG_S)  # where the wheels have got to by now
+        driven_then, turned_then = self._odometer_at(now - age_s - MOTOR_LAG_S)  # ... at the capture
         t_capture = message["t_capture"]
-        seen_m = gains.distance_of(message)
         self.samples = [item for item in self.samples if t_capture - WINDOW_S < item[0] < t_capture]
-        self.samples.append((t_capture, seen_m + self._driven_at(now - age_s)))
+        self.samples.append((t_capture, gains.distance_of(message) + driven_then))
         position_m, person_speed = self._fit()
-        distance_now = position_m - driven
-        error = distance_now - gains.distance_m
+        error = position_m - driven - gains.distance_m
         error = math.copysign(max(0.0, abs(error) - gains.distance_dead_band_m), error)
         limit = gains.max_speed / 100.0 * gains.full_speed_m_s
-        self.drive_m_s = clamp(person_speed + gains.drive_gain * error, -limit, limit)
-        speeds = wheel_speeds(message["offset_x"], self.drive_m_s, gains)
-        self.drive_m_s = (speeds[0] + speeds[1]) / 200.0 * gains.full_speed_m_s  # after the speed limit
-        return speeds
+        drive_m_s = clamp(person_speed + gains.drive_gain * error, -limit, limit)
+        # where the person is now, in the picture: the robot has turned since the capture
+        bearing = math.atan(clamp(message["offset_x"], -1.0, 1.0) * gains.camera.tan_half_h) - (turned - turned_then)
+        offset_now = math.tan(clamp(bearing, -1.5, 1.5)) / gains.camera.tan_half_h
+        self.speeds = wheel_speeds(offset_now, drive_m_s, gains)
+        self.odometer = [item for item in self.odometer if item[0] > now - 2 * WINDOW_S - MOTOR_LAG_S]
+        self.odometer.append((now,) + self._odometer_at(now) + (self.speeds,))
+        return self.speeds
 
 
 class Follower(object):

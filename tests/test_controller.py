@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from robot_client.controller import FULL_SPEED_M_S, Camera, Follower, Gains, Steering, wheel_speeds
+from robot_client.controller import FULL_SPEED_M_S, MOTOR_LAG_S, Camera, Follower, Gains, Steering, wheel_speeds
 
 GAINS = Gains(max_speed=40, distance_m=1.0, turn_gain=30, turn_dead_band=0.1, drive_gain=1.5)
 CAMERA = Camera(height_m=0.2, hfov_deg=60, vfov_deg=45)
@@ -104,12 +104,30 @@ def test_steering_learns_the_walking_speed_and_forgets_it():
     steering = Steering(Gains(max_speed=100, distance_dead_band_m=5.0))  # only the feed-forward acts
     for step in range(20):
         t = step / 30.0
-        seen = 2.0 + 0.2 * t - (steering.odometer[-1][1] if steering.odometer else 0.0)
+        driven = steering._odometer_at(t - MOTOR_LAG_S)[0] if steering.odometer else 0.0  # wheels lag
+        seen = 2.0 + 0.2 * t - driven
         speeds = steering.update(box_message(100 + t, CAMERA.box_bottom(seen), age_s=0.0), now=t)
-    assert steering.drive_m_s == pytest.approx(0.2, abs=0.02)
     assert speeds[0] == speeds[1] == pytest.approx(0.2 / FULL_SPEED_M_S * 100, abs=4)
     steering.reset()
     assert steering.update(box_message(101.0, CAMERA.box_bottom(2.0), age_s=0.0), now=1.0) == (0.0, 0.0)
+
+
+def test_steering_allows_for_its_own_turn_since_the_capture():
+    """Turning right at 15% per wheel (1.28 rad/s on a 12 cm track), the wheels MOTOR_LAG_S behind
+    the command: a picture 0.3 s old saw the person 16 degrees right, but the robot has turned 22
+    degrees since, so the person is now on the left; in a fresh picture, still on the right."""
+    for age_s, turning_right in ((0.0, True), (0.3, False)):
+        steering = Steering(GAINS)
+        assert steering.update(box_message(100.0, AT_1M, offset_x=0.5), now=0.0) == (15.0, -15.0)
+        left, right = steering.update(box_message(100.4 - age_s, AT_1M, offset_x=0.5, age_s=age_s), now=0.4)
+        assert (left > 0 > right) == turning_right and (right > 0 > left) != turning_right
+
+
+def test_a_silence_restarts_the_dead_reckoning():
+    steering = Steering(GAINS)
+    steering.update(box_message(100.0, AT_1M, offset_x=0.5), now=0.0)
+    # 0.6 s later (the Follower stopped the motors meanwhile), a 0.3 s old picture: no turn to allow for
+    assert steering.update(box_message(100.3, AT_1M, offset_x=0.5, age_s=0.3), now=0.6) == (15.0, -15.0)
 
 
 def test_a_box_with_nan_is_not_a_person():
