@@ -9,6 +9,17 @@ from .followsim import Run
 WHITE, GREY, BLACK = (255, 255, 255), (200, 200, 200), (0, 0, 0)
 PERSON_BGR, ROBOT_BGR, LIMIT_BGR = (40, 40, 220), (200, 110, 0), (60, 160, 60)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABELS = {  # figure -> how the picture says it
+    "rms_bearing_deg_walking": "RMS bearing, walking: {:.1f} deg",
+    "rms_distance_error_m_walking": "RMS distance error, walking: {:.2f} m",
+    "mean_distance_error_m_walking": "mean distance error, walking: {:+.2f} m",
+    "time_in_view": "person in view: {:.0%}",
+    "settling_s": "settled (0.1 m) after the stop: {:.1f} s",
+    "overshoot_m": "overshoot after the stop: {:.2f} m",
+    "error_4s_after_stop_m": "error from 4 s after the stop: {:.2f} m",
+    "turn_reversals_per_s": "turn reversals: {:.2f} per s",
+    "min_distance_m": "closest: {:.2f} m",
+}
 
 
 def _text(canvas, text, origin, scale=0.42, colour=BLACK):
@@ -62,19 +73,18 @@ def _series(canvas, run: Run, values, limit: float, span: float, label: str, box
 
 def draw(run: Run, path: str, figures: dict) -> None:
     """Write the picture of `run` to `path` (PNG)."""
-    canvas = np.full((460, 900, 3), WHITE, np.uint8)
-    _paths(canvas, run, 10, 10, 440)
+    canvas = np.full((520, 960, 3), WHITE, np.uint8)
+    _paths(canvas, run, 10, 10, 500)
     error = [d - run.scene.distance_m for d in run.distance_m]
-    _series(canvas, run, error, 0.1, 1.0, "distance error, m (green: +-0.1)", (470, 10, 390, 150))
-    _series(canvas, run, run.bearing_deg, 8.0, 20.0, "bearing to the person, deg (green: +-8)", (470, 175, 390, 150))
+    _series(canvas, run, error, 0.1, 1.0, "distance - set distance, m (green: +-0.1)", (530, 10, 380, 150))
+    _series(canvas, run, run.bearing_deg, 8.0, 20.0, "bearing to the person, deg, + right (green: +-8)", (530, 175, 380, 150))
     scene = run.scene
-    lines = [f"delay {scene.delay_s:g} s, {scene.rate_hz:g} msg/s, person {scene.walk_speed_m_s:g} m/s, "
-             f"max speed {scene.max_speed:g}%, keep {scene.distance_m:g} m"]
-    for name, value in figures.items():
-        lines.append(f"{name}: {'-' if value is None else round(value, 3)}")
-    for row, line in enumerate(lines[:7]):
-        _text(canvas, line, (470, 345 + row * 15), 0.38)
-    for row, line in enumerate(lines[7:]):
-        _text(canvas, line, (690, 360 + row * 15), 0.38)
+    _text(canvas, f"delay {scene.delay_s:g} s, {scene.rate_hz:g} messages/s, person {scene.walk_speed_m_s:g} m/s,",
+          (530, 348), 0.4)
+    _text(canvas, f"robot max speed {scene.max_speed:g}%, asked to keep {scene.distance_m:g} m", (530, 366), 0.4)
+    lines = [LABELS[name].format(value) if value is not None else LABELS[name].split(":")[0] + ": -"
+             for name, value in figures.items()]
+    for row, line in enumerate(lines):
+        _text(canvas, line, (530, 388 + row * 15), 0.4)
     if not cv2.imwrite(str(path), canvas, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {path}")

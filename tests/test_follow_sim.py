@@ -47,7 +47,7 @@ def test_picture_and_command_line(tmp_path):
     figures = json.loads(result.stdout)
     assert figures == run_scene(Scene(delay_s=0.3))  # deterministic: the same seed, the same run
     picture = cv2.imread(str(png))
-    assert picture.shape == (460, 900, 3)
+    assert picture.shape == (520, 960, 3)
     for colour in (PERSON_BGR, ROBOT_BGR):  # both paths are drawn
         assert np.count_nonzero(np.all(picture == colour, axis=2)) > 200
     bad = run_cli("simulate-follow", "--client-option=--drive-gain=40")
