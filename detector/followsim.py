@@ -151,10 +151,10 @@ def person_message(seq: int, t_capture: float, delay_s: float, box) -> bytes:
     return protocol.encode(protocol.PERSON, payload)
 
 
-def status_message(t: float, delay_s: float) -> bytes:
-    latency_ms = (delay_s - NETWORK_S) * 1000
+def status_message(t: float, scene: Scene) -> bytes:
+    latency_ms = (scene.delay_s - NETWORK_S) * 1000
     return protocol.encode(protocol.STATUS, {
-        "v": 1, "t": t, "state": "running", "fps": 30.0, "latency_ms": {"p50": latency_ms, "p95": latency_ms},
+        "v": 1, "t": t, "state": "running", "fps": scene.rate_hz, "latency_ms": {"p50": latency_ms, "p95": latency_ms},
         "frames": 0, "dropped": 0, "engine": "simulated", "device": "cpu", "demo": False})
 
 
@@ -239,7 +239,7 @@ def simulate(scene: Scene, follower=None) -> Run:
             run.frames_seen += box is not None
             next_frame += frame_s
         if t >= next_status - 1e-9:
-            in_flight.append((t + scene.delay_s, status_message(EPOCH + t, scene.delay_s)))
+            in_flight.append((t + scene.delay_s, status_message(EPOCH + t, scene)))
             next_status += 1.0
         while in_flight and in_flight[0][0] <= t + 1e-9:
             topic, payload = protocol.decode(in_flight.pop(0)[1])
