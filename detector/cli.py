@@ -166,6 +166,57 @@ def cmd_view(args) -> int:
     return run_view(args.connect, args.topic, args.count, args.timeout)
 
 
+def cmd_simulate_follow(args) -> int:
+    from .followsim import Scene, run_scene
+    fields = {name: getattr(args, name) for name in Scene.__dataclass_fields__ if getattr(args, name, None) is not None}
+    figures = run_scene(Scene(**fields), args.png)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, value in figures.items():
+            print(f"{name:>30}: {'-' if value is None else round(value, 3)}")
+        if args.png:
+            print(f"picture: {args.png}")
+    return 0
+
+
+def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
+    """Every option is a field of followsim.Scene (defaults there)."""
+    world = sim.add_argument_group("the world")
+    world.add_argument("--delay", dest="delay_s", metavar="S", type=positive_number, help="capture -> robot delay, s (default 0.1)")
+    world.add_argument("--rate", dest="rate_hz", metavar="HZ", type=positive_number, help="person messages per second (default 30)")
+    world.add_argument("--noise", type=fraction, help="std of each box edge, fraction of the frame (default 0.01)")
+    world.add_argument("--seed", type=int, help="noise seed (default 1)")
+    world.add_argument("--camera-height", dest="camera_height_m", metavar="M", type=positive_number, help="m (default 0.2)")
+    world.add_argument("--hfov", dest="hfov_deg", metavar="DEG", type=positive_number, help="degrees (default 60)")
+    world.add_argument("--vfov", dest="vfov_deg", metavar="DEG", type=positive_number, help="degrees (default 45)")
+    world.add_argument("--person-height", dest="person_height_m", metavar="M", type=positive_number, help="m (default 1.7)")
+    world.add_argument("--person-width", dest="person_width_m", metavar="M", type=positive_number, help="m (default 0.45)")
+    world.add_argument("--path", choices=["arcs", "stand"],
+                       help="arcs: straight, left arc, right arc, straight, then stand; stand: stand only (default arcs)")
+    world.add_argument("--walk-speed", dest="walk_speed_m_s", metavar="M/S", type=positive_number, help="m/s (default 0.2)")
+    world.add_argument("--arc-radius", dest="arc_radius_m", metavar="M", type=positive_number, help="m (default 1.5)")
+    world.add_argument("--arc-deg", metavar="DEG", type=positive_number, help="degrees turned in each arc (default 90)")
+    world.add_argument("--straight-s", metavar="S", type=float, help="straight walk before and after the arcs, s (default 2)")
+    world.add_argument("--stand-s", metavar="S", type=positive_number, help="standing at the end, s (default 8)")
+    world.add_argument("--start-distance", dest="start_distance_m", metavar="M", type=positive_number,
+                       help="person's distance at the start, m (default 1.0)")
+    world.add_argument("--wheel-radius", dest="wheel_radius_m", metavar="M", type=positive_number, help="m (default 0.028)")
+    world.add_argument("--track", dest="track_m", metavar="M", type=positive_number, help="distance between the wheels, m (default 0.12)")
+    world.add_argument("--motor-max", dest="motor_max_deg_s", metavar="DEG/S", type=positive_number,
+                       help="motor speed at 100%%, deg/s (default 1050, an EV3 large motor)")
+    world.add_argument("--motor-tau", dest="motor_tau_s", metavar="S", type=positive_number,
+                       help="motor speed regulation time constant, s (default 0.1)")
+    robot = sim.add_argument_group("the robot client")
+    robot.add_argument("--distance", dest="distance_m", metavar="M", type=positive_number, help="robot-client --distance, m (default 1.0)")
+    robot.add_argument("--max-speed", metavar="PERCENT", type=positive_number, help="robot-client --max-speed, percent (default 60)")
+    robot.add_argument("--client-option", dest="client_options", action="append", metavar="OPTION",
+                       help="a further robot-client option, e.g. --client-option=--turn-gain=20 (repeatable)")
+    sim.add_argument("--png", metavar="OUT.png", help="draw the run: paths from above, errors over time")
+    sim.add_argument("--json", action="store_true", help="the figures as one JSON object")
+    sim.set_defaults(handler=cmd_simulate_follow)
+
+
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """Every option is also a key of the TOML config; None means 'not given here'."""
     run.add_argument("--config", metavar="FILE", help="TOML config file (command-line options override it)")
@@ -252,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--max", type=positive_int, metavar="N", help="stop after N frames (default: Ctrl-C stops)")
     add_model_arguments(collect)
     collect.set_defaults(handler=cmd_collect)
+
+    sim = commands.add_parser("simulate-follow", parents=[common],
+                              help="the robot client's controller following a simulated walking person")
+    add_simulate_follow_arguments(sim)
 
     weights = commands.add_parser("weights", parents=[common], help="check or download model weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")

@@ -16,7 +16,8 @@ import time
 import zmq
 
 from . import protocol
-from .controller import Follower, Gains
+from .calibrate import WAIT_S, calibrate
+from .controller import Camera, Follower, Gains
 from .freshness import Freshness
 from .motors import DryRunMotors, MotorError, TankMotors, Wheels
 from .sdnotify import Notifier
@@ -148,10 +149,23 @@ def parse_args(argv):
     parser.add_argument("--left", default="outB", help="left motor port (default %(default)s)")
     parser.add_argument("--right", default="outC", help="right motor port (default %(default)s)")
     parser.add_argument("--max-speed", type=float, default=40.0, help="wheel speed limit, percent (default %(default)s)")
-    parser.add_argument("--target-area", type=float, default=0.15,
-                        help="person box area (fraction of the frame) to keep (default %(default)s)")
-    parser.add_argument("--turn-gain", type=float, default=30.0)
-    parser.add_argument("--drive-gain", type=float, default=40.0)
+    parser.add_argument("--distance", type=float, default=1.0,
+                        help="metres to keep between the camera and the person (default %(default)s)")
+    parser.add_argument("--camera-height", type=float, default=0.2,
+                        help="camera lens height above the floor, metres (default %(default)s)")
+    parser.add_argument("--hfov", type=float, default=60.0,
+                        help="camera's horizontal field of view, degrees (default %(default)s)")
+    parser.add_argument("--vfov", type=float, default=45.0,
+                        help="camera's vertical field of view, degrees (default %(default)s)")
+    parser.add_argument("--target-area", type=float,
+                        help="older alternative to the camera geometry: the person's box area (fraction of "
+                             "the frame) at --distance; less exact when the box is cut off at the top")
+    parser.add_argument("--turn-gain", type=float, default=30.0,
+                        help="wheel-speed difference (percent) with the person at the frame's edge (default %(default)s)")
+    parser.add_argument("--drive-gain", type=float, default=1.5,
+                        help="extra forward speed, m/s per metre of distance error (default %(default)s)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="read a few person messages, print the options for where the person stands now, exit")
     parser.add_argument("--timeout-ms", type=int, default=500, help="stop when no fresh message for this long")
     parser.add_argument("--dry-run", action="store_true",
                         help="print wheel commands, drive nothing (also while the daemon runs --demo)")
@@ -160,9 +174,38 @@ def parse_args(argv):
     parser.add_argument("--stop-motors", action="store_true",
                         help="brake both motors and exit (the brick's unit runs this after the client stops)")
     parser.add_argument("--sysfs-root", help="where ev3dev2 looks for devices (default /sys/class)")
-    parser.add_argument("--run-seconds", type=float, help="exit after this many seconds (tests, demos)")
+    parser.add_argument("--run-seconds", type=float,
+                        help="exit after this many seconds (tests, demos); with --calibrate: wait at most this long")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
+
+
+def build_follower(args):
+    """The Follower the options describe; ValueError says which option is wrong."""
+    if args.timeout_ms <= 0:
+        raise ValueError("--timeout-ms must be > 0")
+    camera = Camera(args.camera_height, args.hfov, args.vfov)
+    gains = Gains(args.max_speed, args.distance, args.target_area, camera, turn_gain=args.turn_gain,
+                  drive_gain=args.drive_gain)
+    return Follower(gains, args.timeout_ms / 1000.0)
+
+
+def run_calibration(args, gains):
+    """--calibrate: through the tunnel when --ssh is given; no motors involved."""
+    tunnel = None
+    endpoint = args.connect
+    try:
+        if args.ssh:
+            tunnel = SshTunnel(args.ssh, args.remote_port, args.ssh_port, args.ssh_key, args.ssh_option)
+            tunnel.start()
+            tunnel.wait_ready()
+            endpoint = tunnel.endpoint
+        return calibrate(endpoint, gains, sys.stdout, args.run_seconds or WAIT_S)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if tunnel is not None:
+            tunnel.close()
 
 
 def _terminate(signum, frame):
@@ -176,17 +219,16 @@ def main(argv=None):
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
     try:
-        gains = Gains(args.max_speed, args.target_area, turn_gain=args.turn_gain, drive_gain=args.drive_gain)
+        follower = build_follower(args)
     except ValueError as error:
         sys.stderr.write("robot-client: error: {}\n".format(error))
-        return 2
-    if args.timeout_ms <= 0:
-        sys.stderr.write("robot-client: error: --timeout-ms must be > 0\n")
         return 2
     if not (math.isfinite(args.ssh_healthy_s) and args.ssh_healthy_s >= 0):
         sys.stderr.write("robot-client: error: --ssh-healthy-s must be a finite number >= 0, found {}\n".format(
             args.ssh_healthy_s))
         return 2
+    if args.calibrate:
+        return run_calibration(args, follower.gains)
     try:
         motors = DryRunMotors() if args.dry_run else TankMotors(args.left, args.right, args.sysfs_root)
     except MotorError as error:
@@ -196,7 +238,6 @@ def main(argv=None):
         motors.stop()
         return 0
     wheels = Wheels(motors, log)
-    follower = Follower(gains, args.timeout_ms / 1000.0)
     freshness = Freshness(args.timeout_ms / 1000.0)
     notifier = Notifier()
     tunnel = None

@@ -1,0 +1,267 @@
+"""`robot-detector simulate-follow`: the robot client's controller in a closed loop with a simulated
+EV3 robot, its camera and a walking person, in simulated time (no sleeping, deterministic).
+
+The world: a differential-drive robot (two EV3 large motors, speed-regulated with a first-order lag),
+a pinhole camera on it looking straight ahead, a person (a 1.7 m x 0.45 m upright box, feet on the
+floor) walking a path. Each camera frame becomes the `person` message the daemon would publish (the
+visible part of the box, i.e. clipped to the frame, with a little edge noise), delivered after a
+capture-to-robot delay to the real `robot_client` Follower, built from robot-client options.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from robot_client import protocol
+from robot_client.client import build_follower, parse_args
+
+from .errors import EX_CONFIG, UserError
+
+EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
+NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything about the simulated world, in metres, seconds and degrees."""
+    delay_s: float = 0.1            # capture -> robot
+    rate_hz: float = 30.0           # person messages per second
+    noise: float = 0.01             # std of each box edge, fraction of the frame (detector jitter)
+    seed: int = 1
+    camera_height_m: float = 0.2
+    hfov_deg: float = 60.0
+    vfov_deg: float = 45.0
+    person_height_m: float = 1.7
+    person_width_m: float = 0.45
+    path: str = "arcs"              # "arcs": straight, left arc, right arc, straight, stand; "stand"
+    walk_speed_m_s: float = 0.2
+    arc_radius_m: float = 1.5
+    arc_deg: float = 90.0
+    straight_s: float = 2.0
+    stand_s: float = 8.0
+    start_distance_m: float = 1.0
+    wheel_radius_m: float = 0.028   # EV3 education wheel, 56 mm
+    track_m: float = 0.12
+    motor_max_deg_s: float = 1050.0  # ev3dev's max_speed of a large motor: SpeedPercent(100)
+    motor_tau_s: float = 0.1        # speed regulation's time constant
+    step_s: float = 0.01
+    distance_m: float = 1.0         # what the robot is asked to keep
+    max_speed: float = 60.0         # percent
+    client_options: tuple = ()      # further robot-client options, e.g. ("--turn-gain=20",)
+
+    def __post_init__(self):
+        if self.path not in ("arcs", "stand"):
+            raise UserError(f"path must be 'arcs' or 'stand', found {self.path!r}", EX_CONFIG)
+        if self.straight_s < 0 or self.arc_deg > 360:
+            raise UserError(f"straight_s must be >= 0 and arc_deg at most 360, found {self.straight_s} "
+                            f"and {self.arc_deg}", EX_CONFIG)
+
+    def client_argv(self) -> list:
+        return ["--distance", str(self.distance_m), "--max-speed", str(self.max_speed),
+                "--camera-height", str(self.camera_height_m), "--hfov", str(self.hfov_deg),
+                "--vfov", str(self.vfov_deg), *(self.client_options or ())]
+
+
+def person_segments(scene: Scene) -> list:
+    """[(duration_s, speed_m_s, turn_rad_s)]: the person's walk, then standing."""
+    if scene.path == "stand":
+        return [(scene.stand_s, 0.0, 0.0)]
+    speed = scene.walk_speed_m_s
+    turn = speed / scene.arc_radius_m
+    arc_s = math.radians(scene.arc_deg) / turn if turn else 0.0
+    return [(scene.straight_s, speed, 0.0), (arc_s, speed, turn), (arc_s, speed, -turn),
+            (scene.straight_s, speed, 0.0), (scene.stand_s, 0.0, 0.0)]
+
+
+class Person:
+    """Walks the segments from (start_distance, 0), heading along +x (away from the robot)."""
+
+    def __init__(self, scene: Scene):
+        self.segments = person_segments(scene)
+        self.x, self.y, self.heading = scene.start_distance_m, 0.0, 0.0
+        self.stop_time_s = sum(d for d, speed, _ in self.segments if speed > 0)
+        self.duration_s = sum(d for d, _, _ in self.segments)
+
+    def step(self, t: float, dt: float) -> None:
+        start = 0.0
+        for duration, speed, turn in self.segments:
+            if t < start + duration:
+                self.heading += turn * dt
+                self.x += speed * math.cos(self.heading) * dt
+                self.y += speed * math.sin(self.heading) * dt
+                return
+            start += duration
+
+
+class Robot:
+    """Differential drive; wheel speeds follow the commanded speed_sp with a first-order lag."""
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        self.x = self.y = self.heading = 0.0
+        self.wheel_deg_s = [0.0, 0.0]
+
+    def step(self, command, dt: float) -> None:
+        scene = self.scene
+        # ev3dev2: SpeedPercent(p) -> speed_sp = p / 100 * max_speed, in whole degrees per second
+        targets = (0.0, 0.0) if command is None else [round(p / 100.0 * scene.motor_max_deg_s) for p in command]
+        blend = 1.0 - math.exp(-dt / scene.motor_tau_s)
+        self.wheel_deg_s = [w + (target - w) * blend for w, target in zip(self.wheel_deg_s, targets)]
+        left, right = (math.radians(w) * scene.wheel_radius_m for w in self.wheel_deg_s)
+        speed, turn = (left + right) / 2, (right - left) / scene.track_m  # turn > 0: to the left
+        self.heading += turn * dt
+        self.x += speed * math.cos(self.heading) * dt
+        self.y += speed * math.sin(self.heading) * dt
+
+
+def person_in_camera(scene: Scene, robot: Robot, person: Person):
+    """(forward_m, right_m): the person's centre in the camera's frame."""
+    dx, dy = person.x - robot.x, person.y - robot.y
+    cos, sin = math.cos(robot.heading), math.sin(robot.heading)
+    return cos * dx + sin * dy, sin * dx - cos * dy
+
+
+def visible_box(scene: Scene, forward_m: float, right_m: float, rng: random.Random):
+    """(x, y, w, h) of the person's visible part as fractions of the frame, or None when the
+    detector would not see a person (behind the camera, or less than half of the width in view)."""
+    if forward_m < 0.05:
+        return None
+    fx = 0.5 / math.tan(math.radians(scene.hfov_deg) / 2)  # frame widths per unit of tangent
+    fy = 0.5 / math.tan(math.radians(scene.vfov_deg) / 2)
+    centre = 0.5 + fx * right_m / forward_m
+    half = fx * scene.person_width_m / 2 / forward_m
+    edges = [centre - half, centre + half,
+             0.5 - fy * (scene.person_height_m - scene.camera_height_m) / forward_m,  # head
+             0.5 + fy * scene.camera_height_m / forward_m]                              # feet
+    left, right, top, bottom = (min(1.0, max(0.0, e + rng.gauss(0.0, scene.noise))) for e in edges)
+    if right - left < half or bottom - top < 0.05:
+        return None
+    return (left + right) / 2, (top + bottom) / 2, right - left, bottom - top
+
+
+def person_message(seq: int, t_capture: float, delay_s: float, box) -> bytes:
+    payload = {"v": 1, "seq": seq, "t_capture": t_capture, "t_publish": t_capture + delay_s - NETWORK_S,
+               "frame_w": 640, "frame_h": 480, "found": box is not None}
+    if box is None:
+        payload.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
+    else:
+        x, y, w, h = box
+        payload.update(x=x, y=y, w=w, h=h, area=w * h, offset_x=2 * x - 1, confidence=0.8)
+    return protocol.encode(protocol.PERSON, payload)
+
+
+def status_message(t: float, scene: Scene) -> bytes:
+    latency_ms = (scene.delay_s - NETWORK_S) * 1000
+    return protocol.encode(protocol.STATUS, {
+        "v": 1, "t": t, "state": "running", "fps": scene.rate_hz, "latency_ms": {"p50": latency_ms, "p95": latency_ms},
+        "frames": 0, "dropped": 0, "engine": "simulated", "device": "cpu", "demo": False})
+
+
+@dataclass
+class Run:
+    """The recorded run: one sample per simulation step, and the figures computed from them."""
+    scene: Scene
+    stop_time_s: float
+    t: list = field(default_factory=list)
+    person_xy: list = field(default_factory=list)
+    robot_xy: list = field(default_factory=list)
+    distance_m: list = field(default_factory=list)
+    bearing_deg: list = field(default_factory=list)
+    turn: list = field(default_factory=list)       # commanded left - right wheel speed, percent
+    frames: int = 0
+    frames_seen: int = 0
+
+    def figures(self) -> dict:
+        scene = self.scene
+        walking = [i for i, t in enumerate(self.t) if t < self.stop_time_s]
+        after = [i for i, t in enumerate(self.t) if t >= self.stop_time_s]
+        error = [d - scene.distance_m for d in self.distance_m]
+
+        def rms(values):
+            return math.sqrt(sum(v * v for v in values) / len(values)) if values else None
+
+        settled_at = None
+        for i in after:  # the last time the error was out of the 0.1 m band, after the stop
+            if abs(error[i]) > 0.1:
+                settled_at = None
+            elif settled_at is None:
+                settled_at = self.t[i]
+        # past the set distance: towards the person when following or approaching from further away,
+        # away from them when backing off from closer
+        side = -1.0 if scene.path == "stand" and scene.start_distance_m < scene.distance_m else 1.0
+        reversals, last_sign = 0, 0
+        for turn in self.turn:
+            sign = (turn > 0) - (turn < 0)
+            if sign and last_sign and sign != last_sign:
+                reversals += 1
+            last_sign = sign or last_sign
+        late = [abs(error[i]) for i in after if self.t[i] >= self.stop_time_s + 4.0]
+        return {
+            "rms_bearing_deg_walking": rms([self.bearing_deg[i] for i in walking]),
+            "rms_distance_error_m_walking": rms([error[i] for i in walking]),
+            "mean_distance_error_m_walking": (sum(error[i] for i in walking) / len(walking)) if walking else None,
+            "time_in_view": self.frames_seen / self.frames if self.frames else 0.0,
+            "settling_s": None if settled_at is None else settled_at - self.stop_time_s,
+            "overshoot_m": max([0.0] + [-side * error[i] for i in after]),
+            "error_4s_after_stop_m": max(late) if late else None,
+            "turn_reversals_per_s": reversals / self.t[-1],
+            "min_distance_m": min(self.distance_m),
+        }
+
+
+def client_follower(scene: Scene):
+    """The Follower robot-client builds from scene.client_argv(); bad options are a UserError."""
+    try:
+        return build_follower(parse_args(scene.client_argv()))
+    except SystemExit:  # argparse has printed what it did not accept
+        raise UserError(f"robot-client did not accept the options {' '.join(scene.client_argv())}", EX_CONFIG) from None
+    except ValueError as error:
+        raise UserError(f"robot-client options: {error}", EX_CONFIG) from None
+
+
+def simulate(scene: Scene, follower=None) -> Run:
+    """Run the scene to its end with `follower` (default: the robot client's, from the scene's
+    options) and return the recorded Run."""
+    follower = follower or client_follower(scene)
+    rng = random.Random(scene.seed)
+    person, robot = Person(scene), Robot(scene)
+    run = Run(scene, person.stop_time_s)
+    in_flight = []  # (delivery time, frame), oldest first
+    frame_s, next_frame, next_status = 1.0 / scene.rate_hz, 0.0, 0.0
+    steps = int(round(person.duration_s / scene.step_s))
+    for step in range(steps + 1):
+        t = step * scene.step_s
+        if t >= next_frame - 1e-9:
+            box = visible_box(scene, *person_in_camera(scene, robot, person), rng)
+            in_flight.append((t + scene.delay_s, person_message(run.frames, EPOCH + t, scene.delay_s, box)))
+            run.frames += 1
+            run.frames_seen += box is not None
+            next_frame += frame_s
+        if t >= next_status - 1e-9:
+            in_flight.append((t + scene.delay_s, status_message(EPOCH + t, scene)))
+            next_status += 1.0
+        while in_flight and in_flight[0][0] <= t + 1e-9:
+            topic, payload = protocol.decode(in_flight.pop(0)[1])
+            (follower.on_person if topic == protocol.PERSON else follower.on_status)(payload, t)
+        command, _ = follower.decide(t)
+        forward, right = person_in_camera(scene, robot, person)
+        run.t.append(t)
+        run.person_xy.append((person.x, person.y))
+        run.robot_xy.append((robot.x, robot.y))
+        run.distance_m.append(math.hypot(forward, right))
+        run.bearing_deg.append(math.degrees(math.atan2(right, forward)))
+        run.turn.append(0.0 if command is None else command[0] - command[1])
+        robot.step(command, scene.step_s)
+        person.step(t, scene.step_s)
+    return run
+
+
+def run_scene(scene: Scene, png_path=None) -> dict:
+    """Simulate, draw the picture when asked, return the figures."""
+    run = simulate(scene)
+    figures = run.figures()
+    if png_path:
+        from .followplot import draw
+        draw(run, png_path, figures)
+    return figures
