@@ -113,7 +113,7 @@ class Service:
         self.stream = None
         try:
             if config.http_address:
-                self.stream = DebugStream(*config.http_address, config.jpeg_quality).start()
+                self.stream = DebugStream(*config.http_address, config.jpeg_quality, config.http_token).start()
         except UserError:
             self.publisher.close()
             raise
@@ -154,7 +154,7 @@ class Service:
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
         self.stats.add(frame.t_capture, t_publish, prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
-            self.stream.offer(seq, frame.image_bgr, prediction.detections, target.detection if target else None)
+            self.stream.offer(seq, frame.t_capture, frame.image_bgr, prediction.detections, target)
 
     def run(self) -> int:
         config = self.config
