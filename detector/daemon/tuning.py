@@ -31,6 +31,7 @@ class TuningFeed:
 
     def add_frame(self, t_capture: float, detections, target) -> None:
         """`target`: the tracker's Target (smoothed box, `held`) or None when nobody is followed."""
+        t_capture = round(t_capture, 3)  # what the page gets back as its `since`
         if target is None:
             point = (t_capture, None, None, None, False)
         else:
@@ -42,7 +43,7 @@ class TuningFeed:
     def add_status(self, status: dict) -> None:
         latency = status.get("latency_ms", {})
         with self._lock:
-            self._rates.append((status.get("t", 0.0), status.get("fps", 0.0), latency.get("p50", 0.0),
+            self._rates.append((round(status.get("t", 0.0), 3), status.get("fps", 0.0), latency.get("p50", 0.0),
                                 latency.get("p95", 0.0)))
 
     def since(self, t_after: float) -> dict:
@@ -52,9 +53,9 @@ class TuningFeed:
             detections, target = self._detections or ([], None)
         t_newest = frames[-1][0] if frames else 0.0
         t_from = max(t_after, t_newest - self.window_s)
-        frames = [[round(t, 3), *(_finite(v) if v is not None else None for v in values[:3]), held]
+        frames = [[t, *(_finite(v) if v is not None else None for v in values[:3]), held]
                   for t, *values, held in frames if t > t_from]
-        rates = [[round(t, 3), *(_finite(v) for v in values)] for t, *values in rates if t > t_from]
+        rates = [[t, *(_finite(v) for v in values)] for t, *values in rates if t > t_from]
         self.points_sent += len(frames) + len(rates)
         table = [{**d.to_dict(), "target": d == target} for d in detections]
         for row in table:
