@@ -82,7 +82,6 @@ def validate(config: Config) -> Config:
         match = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d+)", str(c.http))
         if not match or not 0 <= int(match.group(2)) <= 65535:
             raise _fail("http", "HOST:PORT like 127.0.0.1:8080", c.http)
-    _check_http_access(c)
     for key in ("max_frames", "send_hwm", "jpeg_quality"):
         value = getattr(c, key)
         if value is None and key == "max_frames":
@@ -100,6 +99,7 @@ def validate(config: Config) -> Config:
     for key in ("loop", "demo", "http_insecure"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, "true or false", getattr(c, key))
+    _check_http_access(c)
     return replace(c, threshold=threshold, nms=nms, track_iou=track_iou, smoothing=smoothing, classes=classes,
                    track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s))
 
@@ -122,10 +122,10 @@ def _check_http_access(c: Config) -> None:
     token = c.http_token
     if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
                               or not re.fullmatch(r"[\x21-\x7e]+", token)):
-        shown = f"{len(token)} characters" if isinstance(token, str) else repr(token)  # never echo a secret
+        shown = f"{len(token)} characters" if isinstance(token, str) else f"a {type(token).__name__}"  # never echo a secret
         raise UserError(f"config: 'http_token' must be at least {MIN_TOKEN_CHARS} printable characters without "
                         f"spaces, found {shown}; make one with `openssl rand -hex 16`", EX_CONFIG)
-    if c.http is None or token is not None or c.http_insecure is True:
+    if c.http is None or token is not None or c.http_insecure:
         return
     host = c.http.rpartition(":")[0].strip("[]")
     if not is_loopback_host(host):

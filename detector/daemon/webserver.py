@@ -164,7 +164,6 @@ class GuardedHTTPServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         self._closed.set()
-        super().server_close()
         with self._lock:
             open_now, lingering = list(self._open), list(self._lingering)
             self._lingering.clear()
@@ -172,6 +171,7 @@ class GuardedHTTPServer(ThreadingHTTPServer):
             _shutdown(request)  # viewers see the stream end now, not at the process's exit
         for request in lingering:
             _drain_and_close(request)
+        super().server_close()
 
     def handle_error(self, request, client_address):
         error = sys.exc_info()[1]
