@@ -1,13 +1,14 @@
 """Soak test: one daemon under churn for SECONDS; fails when it leaks or slows down.
 
 Against one `robot-detector run` (an MJPEG camera over HTTP served by this script, planted-person
-weights, the debug stream on): ZeroMQ subscribers that come and go (half of them never read), MJPEG viewers that drop in the
-middle of a frame, status/feed/metrics polls, idle half-requests, and a camera that goes away for 3 s
-every 20 s and returns. RSS, open fds and threads are read from /proc at the start, after the warm-up and at
-the end (the last two with the churn paused and the connections drained, so both are quiet); the
-run fails when, from warm-up to end, RSS grows more than 15 MB, fds more than 5 or threads more
-than 3, when detection runs below --min-fps (median of the 5 s windows without a source outage),
-when the log has a traceback or an error, or when SIGTERM does not end it with exit 0.
+weights, the debug stream on): ZeroMQ subscribers that come and go (half of them never read), MJPEG
+viewers that drop in the middle of a frame, status/feed/metrics/page polls, idle half-requests, and
+a camera that goes away for 3 s every 20 s and returns. RSS, open fds and threads are read from
+/proc at the start, after the warm-up and at the end (the last two with the churn paused and the
+connections drained, so both are quiet); the run fails when, from warm-up to end, RSS grows more
+than 15 MB, fds more than 5 or threads more than 3, when detection runs below --min-fps (median of
+the 5 s windows without a camera outage), when the log has a traceback or an error, when the
+daemon does not recover from an outage, or when SIGTERM does not end it with exit 0.
 
 Run as `scripts/soak [SECONDS]` (default 300).
 """
@@ -295,7 +296,8 @@ def main(argv=None) -> int:
         print(f"{name:>8} {f['rss_mib']:8.1f} {f['fds']:5d} {f['threads']:8d}")
     growth = {key: figures["end"][key] - figures["warm-up"][key] for key in LIMITS}
     print("growth after warm-up: " + ", ".join(f"{key} {value:+.1f}" for key, value in growth.items()))
-    failures += [f"{key} grew by {value:.1f} (limit {LIMITS[key]})" for key, value in growth.items() if value > LIMITS[key]]
+    failures += [f"{key} grew by {value:.1f} (limit {LIMITS[key]})"
+                 for key, value in growth.items() if value > LIMITS[key]]
     baseline = soak.fps_windows(t_baseline, t_start)
     if baseline:
         print(f"detection before the churn: {sum(baseline) / len(baseline):.1f} fps over {baseline_s:.0f} s")

@@ -45,8 +45,8 @@ TOKEN = "tuning-page-token-0123"
 def metrics(daemon):
     request = urllib.request.Request(daemon.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        return {key: float(value) for key, value in (line.rsplit(" ", 1) for line in response.read().decode().splitlines()
-                                                     if not line.startswith("#"))}
+        lines = response.read().decode().splitlines()
+    return {key: float(value) for key, value in (line.rsplit(" ", 1) for line in lines if not line.startswith("#"))}
 
 
 def test_tuning_page_plots_live_numbers(tmp_path):
@@ -72,7 +72,8 @@ def test_tuning_page_plots_live_numbers(tmp_path):
         time.sleep(1.5)
         after = metrics(daemon)
     points = dict(re.findall(r'<canvas id="(plot-[a-z]+)"[^>]*data-points="(\d+)"', page.stdout))
-    assert set(points) == {"plot-offset", "plot-area", "plot-confidence", "plot-latency", "plot-fps"}, page.stdout[-2000:]
+    plots = {"plot-offset", "plot-area", "plot-confidence", "plot-latency", "plot-fps"}
+    assert set(points) == plots, page.stdout[-2000:]
     assert all(int(n) >= 2 for n in points.values()), points
     assert "followed" in page.stdout and "401" not in page.stdout  # the detections table, reached with the token
     assert watched["robot_detector_feed_points_sent_total"] > 0

@@ -19,5 +19,6 @@ def test_short_soak():
         ["start", "warm-up", "end"]
     churn = next(line for line in lines if line.startswith("churn:"))
     counts = {name: int(n) for n, name in re.findall(r"(\d+) (\w+)", churn)}
-    assert all(counts[name] > 0 for name in ("subscribers", "viewers_dropped", "polls", "half_requests", "outages")), churn
+    kinds = ("subscribers", "viewers_dropped", "polls", "half_requests", "outages")
+    assert all(counts[name] > 0 for name in kinds), churn
     assert "soak: passed" in lines[-1]

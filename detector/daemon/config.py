@@ -122,7 +122,8 @@ def _check_http_access(c: Config) -> None:
     token = c.http_token
     if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
                               or not re.fullmatch(r"[\x21-\x7e]+", token)):
-        shown = f"{len(token)} characters" if isinstance(token, str) else f"a {type(token).__name__}"  # never echo a secret
+        # never echo the value: it may be a real secret with a typo
+        shown = f"{len(token)} characters" if isinstance(token, str) else f"a {type(token).__name__}"
         raise UserError(f"config: 'http_token' must be at least {MIN_TOKEN_CHARS} printable characters without "
                         f"spaces, found {shown}; make one with `openssl rand -hex 16`", EX_CONFIG)
     if c.http is None or token is not None or c.http_insecure:
@@ -130,9 +131,9 @@ def _check_http_access(c: Config) -> None:
     host = c.http.rpartition(":")[0].strip("[]")
     if not is_loopback_host(host):
         raise UserError(f"the debug stream would serve the camera picture on {c.http} to anyone who can reach it: "
-                        "set an access token with --http-token (better: http_token in the config file or the "
-                        "ROBOT_DETECTOR_HTTP_TOKEN environment variable), or pass --http-insecure to allow it "
-                        "without one", EX_CONFIG)
+                        "set an access token with --http-token (better: the ROBOT_DETECTOR_HTTP_TOKEN environment "
+                        "variable, or http_token in a config file only root can read), or pass --http-insecure to "
+                        "allow it without one", EX_CONFIG)
 
 
 def read_toml(path) -> dict:

@@ -237,7 +237,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
             self.send_text(403, "this server does not serve that Host name; use its address or localhost\n")
         elif not policy.token_ok(path, query, self.headers.get("Authorization")):
             self.send_text(401, "this debug stream needs its access token: open /?token=TOKEN, or send "
-                                "'Authorization: Bearer TOKEN'\n", [("WWW-Authenticate", 'Bearer realm="robot-detector"')])
+                                "'Authorization: Bearer TOKEN'\n",
+                           [("WWW-Authenticate", 'Bearer realm="robot-detector"')])
         else:
             self.route(path, query)
 
