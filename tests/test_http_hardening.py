@@ -178,13 +178,14 @@ def test_quiet_pipes(daemon, person_weights, test_image):
     line, status = view.stdout.splitlines()
     assert line.split(" ", 1)[0] in ("person", "detections", "status") and status in ("exit=0", "exit=141")
     assert view.stderr == "", view.stderr
+    # `detect` writes its lines in one block at the end, which `head -1` may still take whole; a
+    # reader that is gone before anything is written (`true`) makes the broken pipe certain.
     images = " ".join([str(test_image)] * 3)
-    for reader in ["head -1", "true"]:  # `true` is gone before anything is written
-        detect = subprocess.run(f"{SCRIPT} detect {images} --json --weights {person_weights['yolov1-tiny']} | {reader};"
-                                " echo \"exit=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
-                                capture_output=True, text=True, timeout=120)
-        assert detect.stdout.splitlines()[-1] in ("exit=0", "exit=141"), detect
-        assert "Traceback" not in detect.stderr and "error" not in detect.stderr.lower(), detect.stderr
+    detect = subprocess.run(f"{SCRIPT} detect {images} --json --weights {person_weights['yolov1-tiny']} | true;"
+                            " echo \"exit=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
+                            capture_output=True, text=True, timeout=120)
+    assert detect.stdout.splitlines()[-1] in ("exit=0", "exit=141"), detect
+    assert "Traceback" not in detect.stderr and "error" not in detect.stderr.lower(), detect.stderr
 
 
 def test_token_and_sigterm_with_300_idle_connections(tmp_path):
