@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import EX_FAILURE, UserError
 
 log = logging.getLogger("robot-detector")
+
+HTTP_TOKEN_ENV = "ROBOT_DETECTOR_HTTP_TOKEN"
+EX_SIGPIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 
 
 def fraction(text: str) -> float:
@@ -154,6 +158,9 @@ def cmd_run(args) -> int:
     from .daemon.config import Config, load_config
     from .daemon.service import run_service
     overrides = {key: getattr(args, key, None) for key in Config.__dataclass_fields__}
+    # The environment (e.g. a systemd EnvironmentFile readable by root only) keeps the token off
+    # command lines that `ps` shows; it overrides the config file, the command line overrides both.
+    overrides["http_token"] = args.http_token or os.environ.get(HTTP_TOKEN_ENV) or None
     config = load_config(args.config, overrides)
     if args.no_http:
         config = replace(config, http=None)
@@ -231,6 +238,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--pub", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--http", metavar="HOST:PORT", help="debug stream address (default 127.0.0.1:8080)")
     run.add_argument("--no-http", action="store_true", help="no debug stream")
+    run.add_argument("--http-token", metavar="TOKEN",
+                     help=f"access token for the debug stream (visible in `ps`: prefer http_token in the config "
+                          f"file or ${HTTP_TOKEN_ENV})")
+    run.add_argument("--http-insecure", action="store_const", const=True,
+                     help="allow a non-loopback --http address without a token")
     run.add_argument("--max-frames", type=positive_int, help="stop after N processed frames")
     run.add_argument("--max-fps", type=positive_number, help="process at most this many frames a second (saves CPU)")
     camera = run.add_argument_group("camera format (V4L2 cameras; the log and `status` say what was granted)")
@@ -328,7 +340,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=(args.log_level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`robot-detector view | head -1`): a normal end, not an error. Point
+        # stdout at /dev/null so that the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_SIGPIPE
     except UserError as error:
         print(f"robot-detector: error: {error}", file=sys.stderr)
         return error.exit_code

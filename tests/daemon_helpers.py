@@ -62,12 +62,15 @@ class Listener:
 class Daemon:
     """`robot-detector run ...` on free loopback ports; `.pub`, `.http` say where."""
 
-    def __init__(self, *args, http=True, env=None):
+    def __init__(self, *args, http=True, env=None, log_path=None):
+        """`log_path`: write stderr there (long runs: a pipe nobody reads would fill and block the
+        daemon); `.stderr` is then read from it after the daemon ends."""
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.http_port = free_port() if http else None
         http_args = ["--http", f"127.0.0.1:{self.http_port}"] if http else ["--no-http"]
         self.args = [SCRIPT, "run", "--pub", self.pub, *http_args, *map(str, args)]
         self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
         self.process = None
 
     @property
@@ -75,13 +78,15 @@ class Daemon:
         return f"http://127.0.0.1:{self.http_port}"
 
     def start(self):
-        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=self.env)
+        stderr = open(self.log_path, "w") if self.log_path else subprocess.PIPE
+        self.process = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=self.env)
+        if self.log_path:
+            stderr.close()
         return self
 
     def wait(self, timeout=60):
         out, err = self.process.communicate(timeout=timeout)
-        self.stdout, self.stderr = out, err
+        self.stdout, self.stderr = out, (open(self.log_path).read() if self.log_path else err)
         return self.process.returncode
 
     def stop(self):

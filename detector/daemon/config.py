@@ -2,6 +2,7 @@
 command line (in that order of precedence, the command line winning)."""
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass, fields, replace
@@ -46,6 +47,8 @@ class Config:
     camera_fps: float | None = None
     camera_fourcc: str | None = None    # pixel format asked of a camera, e.g. "MJPG" or "YUYV"
     max_fps: float | None = None        # cap on processed frames per second; None: as fast as frames come
+    http_token: str | None = None   # required by every HTTP endpoint but /healthz; see http_insecure
+    http_insecure: bool = False     # allow a non-loopback --http address without a token
 
     @property
     def http_address(self) -> tuple | None:
@@ -143,11 +146,44 @@ def validate(config: Config) -> Config:
                     "(`v4l2-ctl --list-formats-ext` lists a camera's)", c.camera_fourcc)
     if c.log_level not in ("debug", "info", "warning", "error"):
         raise _fail("log_level", "debug, info, warning or error", c.log_level)
-    for key in ("loop", "demo"):
+    for key in ("loop", "demo", "http_insecure"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, "true or false", getattr(c, key))
+    _check_http_access(c)
     return replace(c, threshold=threshold, nms=nms, track_iou=track_iou, smoothing=smoothing, classes=classes,
                    track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s))
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses; any other name may resolve to anything."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_http_access(c: Config) -> None:
+    """The debug stream shows the camera picture: off loopback it needs a token (or an explicit waiver)."""
+    token = c.http_token
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS
+                              or not re.fullmatch(r"[\x21-\x7e]+", token)):
+        # never echo the value: it may be a real secret with a typo
+        shown = f"{len(token)} characters" if isinstance(token, str) else f"a {type(token).__name__}"
+        raise UserError(f"config: 'http_token' must be at least {MIN_TOKEN_CHARS} printable characters without "
+                        f"spaces, found {shown}; make one with `openssl rand -hex 16`", EX_CONFIG)
+    if c.http is None or token is not None or c.http_insecure:
+        return
+    host = c.http.rpartition(":")[0].strip("[]")
+    if not is_loopback_host(host):
+        raise UserError(f"the debug stream would serve the camera picture on {c.http} to anyone who can reach it: "
+                        "set an access token with --http-token (better: the ROBOT_DETECTOR_HTTP_TOKEN environment "
+                        "variable, or http_token in a config file only root can read), or pass --http-insecure to "
+                        "allow it without one", EX_CONFIG)
 
 
 def read_toml(path) -> dict:

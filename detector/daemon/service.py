@@ -129,7 +129,7 @@ class Service:
         self.stream = None
         try:
             if config.http_address:
-                self.stream = DebugStream(*config.http_address, config.jpeg_quality).start()
+                self.stream = DebugStream(*config.http_address, config.jpeg_quality, config.http_token).start()
         except UserError:
             self.publisher.close()
             raise
@@ -184,7 +184,7 @@ class Service:
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
         self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
-            self.stream.offer(seq, frame.image_bgr, detections, target.detection if target else None)
+            self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, target)
 
     def run(self) -> int:
         config = self.config

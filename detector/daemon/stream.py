@@ -1,8 +1,10 @@
-"""The HTTP debug stream: an annotated MJPEG feed, a snapshot, status, health and metrics.
+"""The HTTP debug stream: the tuning page, an annotated MJPEG feed, a snapshot, the page's data
+feed, status, health and metrics.
 
 Frames are annotated and JPEG-encoded once per processed frame by one encoder thread, shared by
 every viewer, and only while someone is watching. Each viewer has its own thread that sends the
 newest encoded frame when it is ready, so a slow browser skips frames and never slows detection.
+The server's limits and access rules are in webserver.py; the page's numbers in tuning.py.
 """
 from __future__ import annotations
 
@@ -11,70 +13,47 @@ import logging
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
 
 import cv2
 
 from ..annotate import draw_detections
 from ..errors import EX_CONFIG, UserError
+from .tuning import TuningFeed
+from .webserver import AccessPolicy, GuardedHandler, GuardedHTTPServer
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
 HEALTHY_WITHIN_S = 2.0  # /healthz is 200 only if a frame was processed this recently
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>robot-detector</title>
-<style>
- body { font-family: sans-serif; background: #111; color: #eee; margin: 1em; }
- #demo { display: none; background: #c60; color: #fff; padding: .2em .6em; font-weight: bold; }
- img { max-width: 100%; border: 1px solid #444; }
- table { border-collapse: collapse; margin-top: .5em; } td { padding: .1em .8em .1em 0; }
-</style></head>
-<body>
-<h1>robot-detector <span id="demo">DEMO: generated weights, planted person</span></h1>
-<img id="stream" src="/stream.mjpg" alt="annotated camera stream">
-<table id="status"></table>
-<p><a href="/snapshot.jpg">snapshot</a> &middot; <a href="/status.json">status.json</a> &middot;
-<a href="/metrics">metrics</a> &middot; <a href="/healthz">healthz</a></p>
-<script>
-async function refresh() {
-  try {
-    const s = await (await fetch('/status.json')).json();
-    document.getElementById('demo').style.display = s.demo ? 'inline' : 'none';
-    const rows = [['state', s.state], ['fps', s.fps], ['latency p50 / p95 (ms)',
-      s.latency_ms.p50 + ' / ' + s.latency_ms.p95], ['frames', s.frames], ['dropped', s.dropped],
-      ['engine', s.engine + ' on ' + s.device]];
-    document.getElementById('status').innerHTML =
-      rows.map(r => '<tr><td>' + r[0] + '</td><td>' + r[1] + '</td></tr>').join('');
-  } catch (e) { document.getElementById('status').innerHTML = '<tr><td>no status</td></tr>'; }
-}
-refresh(); setInterval(refresh, 1000);
-</script>
-</body></html>
-"""
+PAGE_HTML = Path(__file__).with_name("page.html")
+ENDPOINTS = "/, /stream.mjpg, /snapshot.jpg, /feed.json, /status.json, /healthz, /metrics"
 
 
 class DebugStream:
-    def __init__(self, host: str, port: int, jpeg_quality: int = 80):
+    def __init__(self, host: str, port: int, jpeg_quality: int = 80, token: str | None = None):
         self.jpeg_quality = jpeg_quality
         self.status: dict = {}
         self.healthy = False
         self.viewers = 0
         self.frames_encoded = 0
+        self.encode_errors = 0
+        self.feed = TuningFeed()
+        self.page = PAGE_HTML.read_bytes()
         self._condition = threading.Condition()
-        self._pending = None        # the newest offered frame, not yet encoded
+        self._pending = None        # the newest offered frame (seq, frame_bgr, detections, target detection)
         self._jpeg: bytes | None = None
         self._jpeg_seq = -1
+        self._tried_seq = -1        # the newest frame the encoder worked on, drawn or not
         self._t_last_offer = 0.0
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"stream": self})
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = GuardedHTTPServer((host, port), handler, AccessPolicy(host, token))
         except OSError as error:
             raise UserError(f"cannot serve the debug stream on {host}:{port}: {error.strerror}. "
                             "Choose another address with --http HOST:PORT, or --no-http.", EX_CONFIG) from None
-        self.server.daemon_threads = True
         self.address = self.server.server_address[:2]
         self._threads = [threading.Thread(target=self.server.serve_forever, name="http", daemon=True),
                          threading.Thread(target=self._encode_loop, name="jpeg-encoder", daemon=True)]
@@ -92,15 +71,18 @@ class DebugStream:
         self.server.server_close()
 
     # --- called by the frame loop: cheap, never blocks on viewers ---
-    def offer(self, seq: int, frame_bgr, detections, target) -> None:
+    def offer(self, seq: int, t_capture: float, frame_bgr, detections, target) -> None:
+        """`target`: the tracker's Target or None."""
+        self.feed.add_frame(t_capture, detections, target)
         with self._condition:
-            self._pending = (seq, frame_bgr, detections, target)
+            self._pending = (seq, frame_bgr, detections, target.detection if target is not None else None)
             self._t_last_offer = time.monotonic()
             if self.viewers:
                 self._condition.notify_all()
 
     def set_status(self, status: dict, healthy: bool) -> None:
         self.status, self.healthy = status, healthy
+        self.feed.add_status(status)
 
     def is_healthy(self) -> bool:
         return self.healthy and time.monotonic() - self._t_last_offer <= HEALTHY_WITHIN_S
@@ -114,10 +96,21 @@ class DebugStream:
             f"{s.get('fps', 0):.1f} fps  latency p50 {latency.get('p50', 0):.0f} ms p95 {latency.get('p95', 0):.0f} ms",
             f"{s.get('engine', '?')}/{s.get('device', '?')}  frame {seq}"]
 
-    def _encode(self, pending) -> bytes:
+    def _encode(self, pending) -> bytes | None:
+        """The annotated JPEG, or None when this frame cannot be drawn (the stream skips it)."""
         seq, frame_bgr, detections, target = pending
-        canvas = draw_detections(frame_bgr, detections, target, self.overlay_lines(seq))
-        ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        try:
+            canvas = draw_detections(frame_bgr, detections, target, self.overlay_lines(seq))
+            ok, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise ValueError("cv2.imencode failed")
+        except Exception as error:  # e.g. a non-finite box: lose this frame, never the encoder
+            self.encode_errors += 1
+            if self.encode_errors == 1:
+                log.error("debug stream: frame %d cannot be drawn (%s: %s); such frames are skipped and counted "
+                          "in /metrics (robot_detector_stream_encode_errors_total)", seq, type(error).__name__, error)
+            log.debug("frame %d not drawn", seq, exc_info=True)
+            return None
         self.frames_encoded += 1
         return jpeg.tobytes()
 
@@ -125,15 +118,17 @@ class DebugStream:
         while not self._stopping.is_set():
             with self._condition:
                 while not self._stopping.is_set() and (self.viewers == 0 or self._pending is None
-                                                       or self._pending[0] == self._jpeg_seq):
+                                                       or self._pending[0] == self._tried_seq):
                     self._condition.wait(0.5)
                 pending = self._pending
             if self._stopping.is_set():
                 return
             jpeg = self._encode(pending)
             with self._condition:
-                self._jpeg, self._jpeg_seq = jpeg, pending[0]
-                self._condition.notify_all()
+                self._tried_seq = pending[0]
+                if jpeg is not None:
+                    self._jpeg, self._jpeg_seq = jpeg, pending[0]
+                    self._condition.notify_all()
 
     def next_jpeg(self, after_seq: int, timeout: float):
         """(jpeg, seq) newer than `after_seq`, or (None, after_seq) after `timeout` seconds."""
@@ -150,10 +145,14 @@ class DebugStream:
             return None
         return jpeg if pending[0] == seq else self._encode(pending)
 
+    def feed_json(self, t_after: float) -> bytes:
+        return json.dumps({**self.feed.since(t_after), "status": self.status}, allow_nan=False).encode()
+
     def metrics(self) -> str:
         s = self.status
         state = s.get("state", "starting")
         latency = s.get("latency_ms", {})
+        server = self.server
         lines = [
             "# HELP robot_detector_frames_total Frames processed by the detector.",
             "# TYPE robot_detector_frames_total counter",
@@ -173,42 +172,54 @@ class DebugStream:
         ]
         lines += [f'robot_detector_state{{state="{name}"}} {int(name == state)}'
                   for name in ("starting", "running", "camera_lost", "stopping")]
-        lines += ["# HELP robot_detector_stream_viewers Connected MJPEG viewers.",
-                  "# TYPE robot_detector_stream_viewers gauge", f"robot_detector_stream_viewers {self.viewers}",
-                  "# HELP robot_detector_stream_frames_encoded_total Annotated frames JPEG-encoded for the stream.",
-                  "# TYPE robot_detector_stream_frames_encoded_total counter",
-                  f"robot_detector_stream_frames_encoded_total {self.frames_encoded}"]
+        for name, kind, text, value in [
+                ("stream_viewers", "gauge", "Connected MJPEG viewers.", self.viewers),
+                ("stream_frames_encoded_total", "counter", "Annotated frames JPEG-encoded for the stream.",
+                 self.frames_encoded),
+                ("stream_encode_errors_total", "counter", "Frames the stream could not draw (skipped).",
+                 self.encode_errors),
+                ("feed_points_sent_total", "counter", "Plot points sent to tuning pages (0 while none is open).",
+                 self.feed.points_sent),
+                ("http_connections", "gauge", "Open HTTP connections.", server.connections),
+                ("http_rejected_total", "counter", "Connections answered 503 because of the connection cap.",
+                 server.rejected),
+                ("http_request_timeouts_total", "counter", "Connections closed because a request was not "
+                 "complete in time.", server.timed_out)]:
+            lines += [f"# HELP robot_detector_{name} {text}", f"# TYPE robot_detector_{name} {kind}",
+                      f"robot_detector_{name} {value}"]
         return "\n".join(lines) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     stream: DebugStream
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        log.debug("http %s: " + fmt, self.client_address[0], *args)
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")  # a ?token= stays on this page
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        path = self.path.split("?", 1)[0]
+    def route(self, path: str, query: str) -> None:
         stream = self.stream
         if path == "/":
-            self._send(200, "text/html; charset=utf-8", PAGE.encode())
+            self._send(200, "text/html; charset=utf-8", stream.page)
         elif path == "/stream.mjpg":
             self._mjpeg()
         elif path == "/snapshot.jpg":
             jpeg = stream.snapshot()
             if jpeg is None:
-                self._send(503, "text/plain", b"no frame processed yet\n")
+                self._send(503, "text/plain", b"no frame to show yet\n")
             else:
                 self._send(200, "image/jpeg", jpeg)
+        elif path == "/feed.json":
+            try:
+                since = float(parse_qs(query).get("since", ["0"])[0])
+            except ValueError:
+                since = 0.0
+            self._send(200, "application/json", stream.feed_json(since))
         elif path == "/status.json":
             self._send(200, "application/json", json.dumps(stream.status).encode())
         elif path == "/healthz":
@@ -218,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._send(200, "text/plain; version=0.0.4", stream.metrics().encode())
         else:
-            self._send(404, "text/plain", b"not found: try /, /stream.mjpg, /snapshot.jpg, /status.json, /healthz, /metrics\n")
+            self._send(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
 
     def _mjpeg(self) -> None:
         stream = self.stream
@@ -231,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
             stream.viewers += 1
             stream._condition.notify_all()
         seq = -1
-        try:
+        try:  # a viewer that goes away ends here; the server logs it at debug level
             while not stream._stopping.is_set():
                 jpeg, seq = stream.next_jpeg(seq, timeout=1.0)
                 if jpeg is None:
@@ -240,8 +251,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(jpeg)
                 self.wfile.write(b"\r\n")
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         finally:
             with stream._condition:
                 stream.viewers -= 1
