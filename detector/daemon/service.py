@@ -99,7 +99,7 @@ class Service:
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
         try:
             self.model = model or load_pipeline_model(config)
-            engine = create_engine(self.model, config.engine, config.device)
+            engine = create_engine(self.model, config.engine, config.device, config.precision, config.calibration)
         except UserError as error:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
@@ -159,8 +159,9 @@ class Service:
     def run(self) -> int:
         config = self.config
         self._install_signal_handlers()
-        log.info("model %s from %s; engine %s on %s; source %s; publishing on %s%s",
-                 self.model.name, self.model.source, self.predictor.engine.name, self.predictor.engine.device,
+        log.info("model %s from %s; engine %s (%s) on %s; source %s; publishing on %s%s",
+                 self.model.name, self.model.source, self.predictor.engine.name, self.predictor.engine.precision,
+                 self.predictor.engine.device,
                  describe_source(self.source), self.publisher.endpoint,
                  f"; debug stream http://{self.config.http}/" if self.stream else "")
         self.publish_status()

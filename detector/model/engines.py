@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import EX_CONFIG, UserError
 from .network import Model
 
 log = logging.getLogger(__name__)
@@ -19,12 +19,17 @@ log = logging.getLogger(__name__)
 DEFAULT_ENGINE = "onnxruntime"  # the fastest CPU engine measured on the 2-core target (README)
 
 
+PRECISIONS = ("fp32", "int8")
+
+
 class Engine:
     name = ""
+    precisions = ("fp32",)
 
-    def __init__(self, model: Model, device: str):
+    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
         self.model = model
         self.device = device
+        self.precision = precision
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         """blob: (N, C, H, W) float32 RGB in [0, 1]. Returns (N, outputs) float32."""
@@ -34,8 +39,8 @@ class Engine:
 class ChainerEngine(Engine):
     name = "chainer"
 
-    def __init__(self, model: Model, device: str):
-        super().__init__(model, device)
+    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
+        super().__init__(model, device, precision)
         import chainer
         from .chainer_net import TinyYoloV1
         self._chainer = chainer
@@ -59,9 +64,10 @@ class ChainerEngine(Engine):
 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
+    precisions = PRECISIONS
 
-    def __init__(self, model: Model, device: str):
-        super().__init__(model, device)
+    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
+        super().__init__(model, device, precision)
         import onnxruntime as ort
         from .onnx_graph import INPUT_NAME, build_onnx
         options = ort.SessionOptions()
@@ -71,6 +77,10 @@ class OnnxRuntimeEngine(Engine):
         # Prepacking would copy each weight matrix into a second, packed layout while the first
         # is still held: measured no faster here, and 65 MB more at peak for yolov1-tiny.
         options.add_session_config_entry("session.disable_prepacking", "1")
+        self._input_name = INPUT_NAME
+        if precision == "int8":
+            self.session = self._int8_session(ort, options, calibration)
+            return
         # Parameters from a weights file are read by onnxruntime from that file: the graph handed
         # over holds none of them, so no serialised copy exists beside the engine's own.
         graph = build_onnx(model, reference_file=True)
@@ -78,7 +88,15 @@ class OnnxRuntimeEngine(Engine):
             options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                              str(model.mapped_file.path.parent))
         self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        self._input_name = INPUT_NAME
+
+    def _int8_session(self, ort, options, calibration):
+        from .quantize import int8_graph
+        try:
+            return ort.InferenceSession(int8_graph(self.model, calibration), options, providers=["CPUExecutionProvider"])
+        except ort.capi.onnxruntime_pybind11_state.Fail as error:  # a damaged cache file: build it again
+            log.warning("the cached int8 graph does not load (%s); building it again", error)
+            return ort.InferenceSession(int8_graph(self.model, calibration, refresh=True), options,
+                                        providers=["CPUExecutionProvider"])
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._input_name: blob})[0]
@@ -87,8 +105,8 @@ class OnnxRuntimeEngine(Engine):
 class OpenCVEngine(Engine):
     name = "opencv"
 
-    def __init__(self, model: Model, device: str):
-        super().__init__(model, device)
+    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
+        super().__init__(model, device, precision)
         import cv2
         from .onnx_graph import build_onnx
         self.net = cv2.dnn.readNetFromONNX(np.frombuffer(build_onnx(model).SerializeToString(), np.uint8))
@@ -145,6 +163,18 @@ def resolve(engine: str | None, device: str) -> tuple:
     return "chainer", f"gpu:{gpu_id}"
 
 
-def create_engine(model: Model, engine: str | None = None, device: str = "cpu") -> Engine:
+def create_engine(model: Model, engine: str | None = None, device: str = "cpu", precision: str = "fp32",
+                  calibration=None) -> Engine:
+    """calibration: a folder of photos for the int8 graph (None: generated frames)."""
     name, resolved_device = resolve(engine, device)
-    return ENGINES[name](model, resolved_device)
+    check_precision(name, precision)
+    return ENGINES[name](model, resolved_device, precision, calibration)
+
+
+def check_precision(engine: str, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, found '{precision}'", EX_CONFIG)
+    if engine in ENGINES and precision not in ENGINES[engine].precisions:
+        supporting = [name for name, cls in ENGINES.items() if precision in cls.precisions]
+        raise UserError(f"engine '{engine}' computes in fp32 only; --precision {precision} runs on "
+                        f"{', '.join(supporting)} (--engine {supporting[0]}), or use --precision fp32", EX_CONFIG)

@@ -20,11 +20,17 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "raw"
 
 
-def batch_norm_scale_shift(params: dict) -> tuple:
+def fold_batch_norm(params: dict) -> tuple:
+    """Darknet batch norm folded into the convolution: (weights, biases), computed in float64."""
+    factor, shift = batch_norm_scale_shift(params, np.float64)
+    return (params["weights"].astype(np.float64) * factor[:, None, None, None]).astype(np.float32), shift.astype(np.float32)
+
+
+def batch_norm_scale_shift(params: dict, dtype=np.float32) -> tuple:
     """Darknet's test-time batch norm as y = conv * factor + shift per channel (computed in float64)."""
     factor = params["scales"].astype(np.float64) / (np.sqrt(params["rolling_variance"].astype(np.float64)) + DARKNET_BN_EPSILON)
     shift = params["biases"].astype(np.float64) - params["rolling_mean"].astype(np.float64) * factor
-    return factor.astype(np.float32), shift.astype(np.float32)
+    return factor.astype(dtype), shift.astype(dtype)
 
 
 def _file_tensor(name: str, shape: tuple, location: str, offset: int, length: int) -> TensorProto:
@@ -74,7 +80,10 @@ def build_onnx(model: Model, reference_file: bool = False) -> onnx.ModelProto:
             add("Sub", [current, constant("crop_shift", np.array(1.0))])
         elif isinstance(layer, Convolutional):
             conv = dict(kernel_shape=[layer.size, layer.size], strides=[layer.stride] * 2, pads=[layer.pad] * 4)
-            if layer.batch_normalize:
+            if layer.batch_normalize and not mapped:
+                weights, biases = fold_batch_norm(p)
+                add("Conv", [current, constant(f"w{index}", weights), constant(f"b{index}", biases)], **conv)
+            elif layer.batch_normalize:
                 # Kept apart from the weights (which stay in the file); onnxruntime folds the
                 # scale into the convolution when it optimises the graph.
                 factor, shift = batch_norm_scale_shift(p)
