@@ -91,9 +91,10 @@ class OnnxRuntimeEngine(Engine):
 
     def _int8_session(self, ort, options, calibration):
         from .quantize import int8_graph
+        state = ort.capi.onnxruntime_pybind11_state
         try:
             return ort.InferenceSession(int8_graph(self.model, calibration), options, providers=["CPUExecutionProvider"])
-        except ort.capi.onnxruntime_pybind11_state.Fail as error:  # a damaged cache file: build it again
+        except (state.Fail, state.InvalidProtobuf, state.InvalidGraph) as error:  # a damaged cache file: build it again
             log.warning("the cached int8 graph does not load (%s); building it again", error)
             return ort.InferenceSession(int8_graph(self.model, calibration, refresh=True), options,
                                         providers=["CPUExecutionProvider"])
