@@ -1,4 +1,5 @@
 """--precision int8: a quantized graph of the same model, cached beside the weights by digest."""
+import json
 import logging
 import shutil
 import struct
@@ -186,3 +187,16 @@ def test_planted_person_and_photos_at_int8(person_weights, tmp_path, media):
         assert [d.to_dict() for d in found.detections] == [d.to_dict() for d in expected.detections]
         assert [(d.cls, d.x, d.y, d.w, d.h) for d in found.detections] == \
                [("person", 0.75, pytest.approx(0.4), pytest.approx(0.2), pytest.approx(0.5))]
+
+
+def test_bench_compares_precisions_in_one_run(small):
+    cfg, folder = small
+    weights = write_small_weights(folder / "small.weights")
+    result = run_cli("bench", "--weights", weights, "--cfg", cfg, "--engine", "onnxruntime",
+                     "--precision", "fp32,int8", "--frames", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["engine"], r["precision"]) for r in reports] == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    assert all(r["cpu_ms_per_frame"] > 0 and r["stages"]["inference"]["median_ms"] > 0 for r in reports)
+    result = run_cli("bench", "--weights", weights, "--cfg", cfg, "--engine", "chainer", "--precision", "int8")
+    assert result.returncode == 78 and "computes in fp32 only" in result.stderr

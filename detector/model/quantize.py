@@ -89,9 +89,25 @@ def quantize(model: Model, frames: list, output: Path) -> None:
             blob = next(self.blobs, None)
             return None if blob is None else {INPUT_NAME: blob}
 
-    quantize_static(graph, output, Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=last_connected, calibrate_method=CalibrationMethod.MinMax)
+    # onnxruntime's quantizer suggests its shape-inference pre-pass on the root logger; the graph
+    # is built with every shape known, so the advice is noise in the daemon's log.
+    advice = _DropMessages("Please consider")
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_static(graph, output, Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=last_connected, calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def cache_key(model: Model, weights_sha256: str, calibration_digest: str) -> str:
