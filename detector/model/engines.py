@@ -69,7 +69,7 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
         super().__init__(model, device, precision)
         import onnxruntime as ort
-        from .onnx_graph import INPUT_NAME, build_onnx
+        from .onnx_graph import INPUT_NAME
         options = ort.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -77,17 +77,30 @@ class OnnxRuntimeEngine(Engine):
         self._input_name = INPUT_NAME
         if precision == "int8":  # int8 kernels need their weights prepacked to be fast
             self.session = self._int8_session(ort, options, calibration)
-            return
-        # Prepacking would copy each float32 matrix into a second, packed layout while the first
-        # is still held: no faster measured here, and 65 MB more at peak for yolov1-tiny.
-        options.add_session_config_entry("session.disable_prepacking", "1")
+        else:
+            # Prepacking would copy each float32 matrix into a second, packed layout while the
+            # first is still held: no faster measured here, and 65 MB more at peak for yolov1-tiny.
+            options.add_session_config_entry("session.disable_prepacking", "1")
+            self.session = self._fp32_session(ort, options)
+
+    def _fp32_session(self, ort, options):
+        from .onnx_graph import build_onnx
+        providers = ["CPUExecutionProvider"]
+        mapped = self.model.mapped_file
+        if mapped is None:
+            return ort.InferenceSession(build_onnx(self.model).SerializeToString(), options, providers=providers)
         # Parameters from a weights file are read by onnxruntime from that file: the graph handed
         # over holds none of them, so no serialised copy exists beside the engine's own.
-        graph = build_onnx(model, reference_file=True)
-        if model.mapped_file:
-            options.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                             str(model.mapped_file.path.parent))
-        self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(mapped.path.parent))
+        state = ort.capi.onnxruntime_pybind11_state
+        try:
+            graph = build_onnx(self.model, reference_file=True).SerializeToString()
+            return ort.InferenceSession(graph, options, providers=providers)
+        except (state.Fail, state.InvalidGraph, state.NoSuchFile) as error:
+            # onnxruntime before 1.21 has no folder option for graphs handed over in memory
+            log.warning("onnxruntime %s cannot read the parameters from %s itself (%s); the graph carries "
+                        "a copy of them (about 3x the file's size in memory at start)", ort.__version__, mapped.path, error)
+            return ort.InferenceSession(build_onnx(self.model).SerializeToString(), options, providers=providers)
 
     def _int8_session(self, ort, options, calibration):
         from .quantize import int8_graph
