@@ -173,20 +173,32 @@ def test_int8_on_an_fp32_engine_is_a_clear_error(small, engine):
     assert result.returncode == 78 and "precision" in result.stderr
 
 
-def test_planted_person_and_photos_at_int8(person_weights, tmp_path, media):
-    """Real size (yolov1-tiny): the crafted file's person is reported at the same place; on the
-    shared photos the raw outputs stay within 2% of fp32's largest output (the last connected
-    layer, which carries the planted values, stays float32)."""
-    weights = shutil.copy(person_weights["yolov1-tiny"], tmp_path / "person.weights")
+@pytest.fixture(scope="module")
+def person_at_both_precisions(person_weights, tmp_path_factory):
+    """Real size (yolov1-tiny), the crafted file of conftest: fp32 and int8 predictors."""
+    weights = shutil.copy(person_weights["yolov1-tiny"], tmp_path_factory.mktemp("int8") / "person.weights")
     model = load_model(weights)
-    fp32, int8 = (Predictor(create_engine(model, "onnxruntime", precision=p)) for p in ("fp32", "int8"))
-    for photo in ("darknet_person.jpg", "darknet_dog.jpg", "skimage_astronaut.png"):
+    return tuple(Predictor(create_engine(model, "onnxruntime", precision=p)) for p in ("fp32", "int8"))
+
+
+def test_planted_person_is_where_fp32_puts_it(person_at_both_precisions, test_image):
+    fp32, int8 = person_at_both_precisions
+    frame = cv2.imread(str(test_image))
+    expected, found = fp32.predict(frame), int8.predict(frame)
+    assert [d.to_dict() for d in found.detections] == [d.to_dict() for d in expected.detections]
+    assert [(d.cls, d.x, d.y, d.w, d.h) for d in found.detections] == \
+           [("person", 0.75, pytest.approx(0.4), pytest.approx(0.2), pytest.approx(0.5))]
+
+
+def test_raw_outputs_on_the_shared_photos(person_at_both_precisions, media):
+    """Within 2% of fp32's largest output (the last connected layer, which carries the planted
+    values, stays float32; quantized, it moved them by 2.06%)."""
+    fp32, int8 = person_at_both_precisions
+    for photo in ("darknet_person.jpg", "darknet_dog.jpg", "darknet_kite.jpg", "skimage_astronaut.png"):
         frame = cv2.imread(str(media / photo))
         expected, found = fp32.predict(frame), int8.predict(frame)
-        assert relative_error(found.raw, expected.raw) <= 0.02
+        assert relative_error(found.raw, expected.raw) <= 0.02, photo
         assert [d.to_dict() for d in found.detections] == [d.to_dict() for d in expected.detections]
-        assert [(d.cls, d.x, d.y, d.w, d.h) for d in found.detections] == \
-               [("person", 0.75, pytest.approx(0.4), pytest.approx(0.2), pytest.approx(0.5))]
 
 
 def test_bench_compares_precisions_in_one_run(small):
