@@ -29,24 +29,33 @@ def bench_frames(count: int, width: int = 640, height: int = 480) -> list:
     return frames
 
 
-def bench_engine(model: Model, engine: str, device: str, frames: int) -> dict:
-    predictor = Predictor(create_engine(model, engine, device))
+def bench_engines(model: Model, runs: list, device: str, frames: int, calibration=None) -> list:
+    """Each (engine, precision) in `runs` on the same frames, taking turns frame by frame, so that
+    a busy machine slows them alike and their ratios hold within one run."""
+    predictors = [Predictor(create_engine(model, engine, device, precision, calibration)) for engine, precision in runs]
     images = bench_frames(frames)
-    for i in range(WARMUP_FRAMES):
-        predictor.predict(images[i % len(images)])
-    stages = {"preprocess": [], "inference": [], "decode": [], "end_to_end": []}
-    started = time.perf_counter()
+    for predictor in predictors:
+        for i in range(WARMUP_FRAMES):
+            predictor.predict(images[i % len(images)])
+    stages = [{"preprocess": [], "inference": [], "decode": [], "end_to_end": []} for _ in predictors]
+    wall_s, cpu_s = [0.0] * len(predictors), [0.0] * len(predictors)
     for i in range(frames):
-        t0 = time.perf_counter()
-        prediction = predictor.predict(images[i % len(images)])
-        stages["end_to_end"].append((time.perf_counter() - t0) * 1e3)
-        stages["preprocess"].append(prediction.preprocess_ms)
-        stages["inference"].append(prediction.inference_ms)
-        stages["decode"].append(prediction.decode_ms)
-    elapsed = time.perf_counter() - started
-    return {"engine": predictor.engine.name, "device": predictor.engine.device, "model": model.name,
-            "frames": frames, "fps": round(frames / elapsed, 2),
-            "stages": {name: summary(values) for name, values in stages.items()}}
+        for k, predictor in enumerate(predictors):
+            # Process CPU time: every thread of this process (the engine's pool included), i.e.
+            # the CPU the robot's PC cannot use for anything else while a frame is processed.
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            prediction = predictor.predict(images[i % len(images)])
+            t1, cpu1 = time.perf_counter(), time.process_time()
+            wall_s[k] += t1 - t0
+            cpu_s[k] += cpu1 - cpu0
+            stages[k]["end_to_end"].append((t1 - t0) * 1e3)
+            stages[k]["preprocess"].append(prediction.preprocess_ms)
+            stages[k]["inference"].append(prediction.inference_ms)
+            stages[k]["decode"].append(prediction.decode_ms)
+    return [{"engine": p.engine.name, "precision": p.engine.precision, "device": p.engine.device, "model": model.name,
+             "frames": frames, "fps": round(frames / wall_s[k], 2), "cpu_ms_per_frame": round(cpu_s[k] / frames * 1e3, 2),
+             "stages": {name: summary(values) for name, values in stages[k].items()}}
+            for k, p in enumerate(predictors)]
 
 
 def bench_pipeline(config, model: Model, frames: int) -> dict:
@@ -104,33 +113,37 @@ def print_pipeline_table(results: list) -> None:
 
 def print_table(results: list) -> None:
     baseline = next((r for r in results if r["engine"] == "chainer" and r["device"] == "cpu"), None)
-    print(f"model {results[0]['model']}, {results[0]['frames']} frames each; milliseconds as median / p95")
-    print(f"{'engine':<12} {'device':<6} {'preprocess':>14} {'inference':>16} {'decode':>12} {'end to end':>16} {'fps':>7}  speed-up")
+    print(f"model {results[0]['model']}, {results[0]['frames']} frames each, engines taking turns; "
+          "milliseconds as median / p95; cpu: process CPU time per frame (all threads)")
+    print(f"{'engine':<12} {'prec':<5} {'device':<6} {'preprocess':>14} {'inference':>16} {'decode':>12} "
+          f"{'end to end':>16} {'cpu ms':>7} {'fps':>7}  speed-up")
     for r in results:
         s = r["stages"]
         cell = {name: f"{s[name]['median_ms']:.2f} / {s[name]['p95_ms']:.2f}" for name in s}
         speedup = (f"{baseline['stages']['inference']['median_ms'] / s['inference']['median_ms']:.1f}x"
                    if baseline else "-")
-        print(f"{r['engine']:<12} {r['device']:<6} {cell['preprocess']:>14} {cell['inference']:>16} "
-              f"{cell['decode']:>12} {cell['end_to_end']:>16} {r['fps']:>7.1f}  {speedup}")
+        print(f"{r['engine']:<12} {r['precision']:<5} {r['device']:<6} {cell['preprocess']:>14} {cell['inference']:>16} "
+              f"{cell['decode']:>12} {cell['end_to_end']:>16} {r['cpu_ms_per_frame']:>7.1f} {r['fps']:>7.1f}  {speedup}")
     if baseline:
         print("speed-up: inference median of the Chainer CPU engine (the seed's path) / this engine's")
 
 
-def run_bench(model: Model, engines: list, device: str, frames: int, as_json: bool,
-              pipeline_source: str | None = None) -> list:
-    """Each engine in turn: the model stages, or with `pipeline_source` the whole daemon on it."""
+def run_bench(model: Model, runs: list, device: str, frames: int, as_json: bool,
+              pipeline_source: str | None = None, calibration=None) -> list:
+    """`runs`: (engine, precision) pairs; the model stages of all of them in one interleaved run,
+    or with `pipeline_source` the whole daemon on that source, one after the other."""
     from .daemon.config import Config, validate
-    results = []
-    for engine in engines:
-        if pipeline_source is None:
-            result = bench_engine(model, engine, device, frames)
-        else:
-            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=device))
-            result = bench_pipeline(config, model, frames)
-        results.append(result)
-        if as_json:
+    if pipeline_source is None:
+        results = bench_engines(model, runs, device, frames, calibration)
+    else:
+        results = []
+        for engine, precision in runs:
+            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=device,
+                                     precision=precision, calibration=calibration))
+            results.append(bench_pipeline(config, model, frames))
+    if as_json:
+        for result in results:
             print(json.dumps(result), flush=True)
-    if not as_json:
+    else:
         (print_table if pipeline_source is None else print_pipeline_table)(results)
     return results

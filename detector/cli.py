@@ -68,6 +68,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
     parser.add_argument("--names", metavar="FILE",
                         help="class names, one a line, for models trained on other classes (default: the 20 VOC names)")
+    parser.add_argument("--precision", default="fp32", help="fp32, or int8: a quantized graph on the onnxruntime engine (default fp32; bench: a list, e.g. fp32,int8)")
+    parser.add_argument("--calibration", metavar="DIR",
+                        help="photos (JPEG/PNG) calibrating the int8 graph, ideally from the robot's camera "
+                             "(default: generated frames)")
     if defaults:
         parser.add_argument("--threshold", type=fraction, default=0.2, help="class probability threshold (default 0.2)")
         parser.add_argument("--nms", type=fraction, default=0.5, help="per-class NMS IoU (default 0.5)")
@@ -81,7 +85,7 @@ def cmd_detect(args) -> int:
     from .model.weights import load_model
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names) if args.names else None
-    engine = create_engine(model, args.engine, args.device)
+    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
     run_detect(Predictor(engine, args.threshold, args.nms, names), args.images, args.json, args.save_raw, args.annotate)
     return 0
 
@@ -94,7 +98,8 @@ def cmd_collect(args) -> int:
     from .train.collect import run_collect
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names)
-    predictor = Predictor(create_engine(model, args.engine, args.device), args.threshold, args.nms, names)
+    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
+    predictor = Predictor(engine, args.threshold, args.nms, names)
     run_collect(predictor, names, args.source, args.out, args.every, args.max)
     return 0
 
@@ -107,7 +112,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
-    from .model.engines import ENGINES, GPU_ENGINES
+    from .model.engines import ENGINES, GPU_ENGINES, check_precision
     from .model.network import planted_model
     from .model.weights import load_model, shipped_specs
     if args.weights:
@@ -125,11 +130,19 @@ def cmd_bench(args) -> int:
         engines = list(GPU_ENGINES) if args.device not in ("cpu", "auto") else list(ENGINES)
     else:
         engines = [name.strip() for name in args.engine.split(",") if name.strip()]
+    precisions = [name.strip() for name in args.precision.split(",") if name.strip()]
+    for precision in precisions:
+        check_precision("onnxruntime", precision)  # a known precision at all
+    # Every engine at every precision it has; asked for by name, one it lacks is an error.
+    runs = [(engine, precision) for precision in precisions for engine in engines
+            if args.engine not in (None, "all") or precision in ENGINES[engine].precisions]
+    for engine, precision in runs:
+        check_precision(engine, precision)
     if not args.json:
         print(f"weights: {model.source}")
     if args.pipeline and not args.log_level:
         logging.getLogger().setLevel(logging.WARNING)  # the table, not the daemon's log
-    run_bench(model, engines, args.device, args.frames, args.json, args.source if args.pipeline else None)
+    run_bench(model, runs, args.device, args.frames, args.json, args.source if args.pipeline else None, args.calibration)
     return 0
 
 
@@ -230,7 +243,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--source", help="camera index (0), video file, rtsp/http URL, or 'synthetic' (default 0)")
     run.add_argument("--loop", action="store_const", const=True, help="replay a video file when it ends")
     add_model_arguments(run, defaults=False)
-    run.set_defaults(device=None)
+    run.set_defaults(device=None, precision=None)
     run.add_argument("--threshold", type=fraction, help="class probability threshold (default 0.2)")
     run.add_argument("--nms", type=fraction, help="per-class NMS IoU (default 0.5)")
     run.add_argument("--classes", help="comma-separated classes to publish in `detections` (default all)")

@@ -2,6 +2,7 @@
 import hashlib
 import http.server
 import json
+import os
 import threading
 
 import numpy as np
@@ -57,7 +58,11 @@ def test_bench_json_reports_every_stage(person_weights):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["engine"], report["device"], report["model"], report["frames"]) == ("onnxruntime", "cpu", "yolov1-tiny", 3)
-    assert report["fps"] > 0
+    assert report["fps"] > 0 and report["precision"] == "fp32"
+    # process CPU time per frame: at least the preprocessing's, at most all cores for the whole frame
+    cores = os.cpu_count()
+    assert report["stages"]["preprocess"]["median_ms"] * 0.2 < report["cpu_ms_per_frame"] <= \
+        cores * report["stages"]["end_to_end"]["p95_ms"] * 1.5
     for stage in ("preprocess", "inference", "decode", "end_to_end"):
         assert 0 < report["stages"][stage]["median_ms"] <= report["stages"][stage]["p95_ms"]
 

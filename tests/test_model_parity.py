@@ -76,10 +76,7 @@ def test_preprocess_is_rgb_planar_unit_range():
     assert blob.shape == (1, 3, 448, 448) and blob.dtype == np.float32
     np.testing.assert_allclose(blob[0, 2], 1.0)  # blue is the third RGB plane
     np.testing.assert_allclose(blob[0, :2], 0.0)
-    rng = np.random.default_rng(0)
-    frame_bgr = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
-    expected = cv2.resize(frame_bgr, (448, 448), interpolation=cv2.INTER_LINEAR)[..., ::-1].transpose(2, 0, 1) / 255.0
-    np.testing.assert_allclose(to_blob(frame_bgr, 448, 448)[0], expected, atol=1e-6)
+    # the resize itself is checked against Darknet's resize_image in test_preprocess.py
 
 
 def test_gpu_engine_matches_cpu(network, image_blob, tmp_path):

@@ -26,6 +26,8 @@ class Config:
     cfg: str | None = None
     engine: str | None = None       # None: the fastest CPU engine
     device: str = "cpu"
+    precision: str = "fp32"         # int8: the quantized graph on the onnxruntime engine
+    calibration: str | None = None  # folder of photos calibrating the int8 graph (None: generated frames)
     threshold: float = 0.2
     nms: float = 0.5
     classes: tuple = ()             # classes published in `detections`; () = all
@@ -104,6 +106,10 @@ def validate(config: Config) -> Config:
         raise _fail("source", "a camera index, a file, a URL or 'synthetic'", c.source)
     if c.device not in ("cpu", "auto") and not re.fullmatch(r"gpu(:\d+)?", str(c.device)):
         raise _fail("device", "cpu, gpu, gpu:N or auto", c.device)
+    if c.precision not in ("fp32", "int8"):
+        raise _fail("precision", "fp32 or int8", c.precision)
+    if c.calibration is not None and not isinstance(c.calibration, str):
+        raise _fail("calibration", "a folder of photos", c.calibration)
     threshold, nms = _fraction("threshold", c.threshold), _fraction("nms", c.nms)
     track_iou, smoothing = _fraction("track_iou", c.track_iou), _fraction("smoothing", c.smoothing, high_open=True)
     classes = tuple(c.classes.split(",")) if isinstance(c.classes, str) else tuple(c.classes)

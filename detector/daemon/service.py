@@ -114,7 +114,7 @@ class Service:
         try:
             self.model = model or load_pipeline_model(config)
             names = class_names_for(self.model.spec, config.names)
-            engine = create_engine(self.model, config.engine, config.device)
+            engine = create_engine(self.model, config.engine, config.device, config.precision, config.calibration)
         except UserError as error:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
@@ -189,8 +189,9 @@ class Service:
     def run(self) -> int:
         config = self.config
         self._install_signal_handlers()
-        log.info("model %s from %s; engine %s on %s; source %s; publishing on %s%s",
-                 self.model.name, self.model.source, self.predictor.engine.name, self.predictor.engine.device,
+        log.info("model %s from %s; engine %s (%s) on %s; source %s; publishing on %s%s",
+                 self.model.name, self.model.source, self.predictor.engine.name, self.predictor.engine.precision,
+                 self.predictor.engine.device,
                  describe_source(self.source), self.publisher.endpoint,
                  f"; debug stream http://{self.config.http}/" if self.stream else "")
         self.publish_status()

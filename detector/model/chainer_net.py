@@ -8,9 +8,7 @@ import chainer.links as L
 import numpy as np
 
 from .cfg import Connected, Convolutional, Crop, MaxPool
-from .network import Model
-
-DARKNET_BN_EPSILON = 1e-6
+from .network import DARKNET_BN_EPSILON, Model
 
 
 class DarknetBatchNorm(chainer.Link):

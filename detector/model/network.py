@@ -1,15 +1,37 @@
 """A network description with its parameters: what every engine is built from.
 
-Parameters are kept exactly as Darknet holds them in memory (connected matrices [out][in],
-batch-norm statistics unfolded); each engine converts them once when it is created.
+Parameters are kept exactly as Darknet holds them (connected matrices [out][in], batch-norm
+statistics unfolded); each engine converts them once when it is created. Parameters read from a
+Darknet file are read-only views of that file mapped into memory, so loading copies nothing and
+an engine that can read the file itself (onnxruntime) never makes Python hold a second copy.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .cfg import Connected, Convolutional, NetworkSpec
+
+DARKNET_BN_EPSILON = 1e-6  # added after the square root of the variance, as Darknet does
+
+
+@dataclass(frozen=True)
+class MappedFile:
+    """A weights file mapped read-only: `values` are its float32 parameters from byte `offset` on."""
+    path: Path
+    values: np.ndarray
+    offset: int
+
+    def file_offset(self, array: np.ndarray) -> int | None:
+        """Byte offset in the file of `array` when it is a C-contiguous float32 view into it."""
+        if array.dtype != np.float32 or not array.flags.c_contiguous:
+            return None
+        start = array.__array_interface__["data"][0] - self.values.__array_interface__["data"][0]
+        if not 0 <= start <= self.values.nbytes - array.nbytes:
+            return None
+        return self.offset + start
 
 
 @dataclass(frozen=True)
@@ -17,6 +39,7 @@ class Model:
     spec: NetworkSpec
     params: tuple  # one dict per layer: parameter name -> float32 array ({} for layers without any)
     source: str    # the file the parameters came from, or a description of how they were made
+    mapped_file: MappedFile | None = None  # set when `params` are views of a Darknet weights file
 
     @property
     def name(self) -> str:

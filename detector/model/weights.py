@@ -17,7 +17,7 @@ import numpy as np
 
 from .cfg import Connected, Convolutional, NetworkSpec, load_cfg
 from ..errors import EX_CONFIG, UserError
-from .network import Model, parametrised_layers
+from .network import MappedFile, Model, parametrised_layers
 
 WEIGHTS_DIR = Path(os.environ.get("ROBOT_DETECTOR_WEIGHTS_DIR", Path(__file__).resolve().parents[2] / "weights"))
 
@@ -123,7 +123,9 @@ def load_darknet(path: Path, spec: NetworkSpec | None = None) -> Model:
     header = read_header(path)
     spec = spec or select_cfg_by_size(path, header)
     check_size(path, spec, header)
-    values = np.fromfile(path, dtype="<f4", offset=header.size)
+    # Mapped, not read: the parameters stay in the page cache until an engine uses them, and
+    # every array below is a view of the file (legacy matrices included: their transpose is a view).
+    values = np.memmap(path, dtype="<f4", mode="r", offset=header.size)
     params = [{} for _ in spec.layers]
     offset = 0
     for index in parametrised_layers(spec):
@@ -134,9 +136,9 @@ def load_darknet(path: Path, spec: NetworkSpec | None = None) -> Model:
             offset += count
             if name == "weights" and isinstance(layer, Connected) and header.legacy:
                 array = array.reshape(layer.inputs, layer.outputs).T
-            params[index][name] = np.ascontiguousarray(array.reshape(shape), dtype=np.float32)
+            params[index][name] = array.reshape(shape)
     kind = "legacy" if header.legacy else f"v{header.major}.{header.minor}.{header.revision}"
-    return Model(spec, tuple(params), f"{path} (Darknet {kind} header)")
+    return Model(spec, tuple(params), f"{path} (Darknet {kind} header)", MappedFile(path.resolve(), values, header.size))
 
 
 # --- the seed's Chainer .npz -----------------------------------------------------------------
