@@ -1,5 +1,6 @@
-"""systemd's notification protocol (READY=1, WATCHDOG=1): one datagram to $NOTIFY_SOCKET, stdlib
-only (no libsystemd on the brick). Does nothing when systemd did not start the client."""
+"""systemd's notification protocol (READY=1, WATCHDOG=1, STATUS=...): one datagram to $NOTIFY_SOCKET,
+stdlib only (no libsystemd on the brick). Does nothing when systemd did not start the process.
+The daemon on the PC uses it too, as it uses protocol.py: one implementation for both units."""
 import logging
 import os
 import socket
@@ -19,11 +20,12 @@ class Notifier(object):
         self._last_ping = None
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.address else None
 
-    def notify(self, text):
+    def notify(self, *lines):
+        """One datagram; several lines (e.g. READY=1 and STATUS=...) are one state change."""
         if self._sock is None:
             return
         try:
-            self._sock.sendto(text.encode("ascii"), self.address)
+            self._sock.sendto("\n".join(lines).encode("utf-8"), self.address)
         except OSError as error:
             log.warning("sd_notify to %s failed: %s", self.address, error)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_client import protocol
+from robot_client.sdnotify import Notifier
 
 from .capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
@@ -25,7 +26,6 @@ from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
 from ..model.predictor import Predictor
 from .publish import Publisher
-from .sdnotify import Notifier
 from .stream import DebugStream
 from .tracker import TargetTracker
 from ..model.weights import load_model, shipped_specs
@@ -237,7 +237,7 @@ class Service:
         hung_s = time.monotonic() - self.capture.t_alive
         if hung_s < CAPTURE_HUNG_S or self.capture.ended:  # a file that ended is no hang: camera_lost says it
             self._hang_reported = False
-            self.notifier.watchdog()
+            self.notifier.watchdog(time.monotonic())
         elif not self._hang_reported:
             self._hang_reported = True
             log.error("the capture thread has been stuck in %s for %.0f s; no longer feeding the watchdog, so that "
