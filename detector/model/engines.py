@@ -36,6 +36,7 @@ class ChainerEngine(Engine):
 
     def __init__(self, model: Model, device: str):
         super().__init__(model, device)
+        from . import chainer_compat  # noqa: F401  (before chainer)
         import chainer
         from .chainer_net import TinyYoloV1
         self._chainer = chainer
