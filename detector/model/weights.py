@@ -36,9 +36,8 @@ def user_weights_dir() -> Path | None:
 
 def weights_search_dirs() -> list:
     """Where a model file is looked for when neither --weights nor the config names one, in order."""
-    dirs = [Path(os.environ["ROBOT_DETECTOR_WEIGHTS"]).expanduser()] if os.environ.get("ROBOT_DETECTOR_WEIGHTS") else []
-    dirs.append(user_weights_dir())
-    dirs.append(SERVICE_WEIGHTS_DIR)
+    from_env = os.environ.get("ROBOT_DETECTOR_WEIGHTS")
+    dirs = [Path(from_env).expanduser() if from_env else None, user_weights_dir(), SERVICE_WEIGHTS_DIR]
     return [d for d in dirs if d is not None]
 
 
