@@ -1,8 +1,8 @@
 """The one place that makes Chainer 7.8.1 work on NumPy 2.
 
 Chainer 7.8.1 (the last release) still reaches for two things NumPy 2 no longer has. Importing this
-module restores exactly those, and nothing else; every module that imports chainer imports this
-module first. On NumPy 1.x it changes nothing.
+module restores exactly those (and quiets one setuptools warning, below); every module that imports
+chainer imports this module first. On NumPy 1.x it restores nothing.
 
 What was needed was found by running the Chainer paths this project uses on NumPy 2 (inference;
 backward through convolution, linear, batch norm in training mode, pooling, dropout; Chainer's
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 
 import numpy as np
 
@@ -38,3 +39,9 @@ if importlib.util.find_spec("numpy.distutils") is None:
     distutils.system_info = system_info
     sys.modules.setdefault("numpy.distutils", distutils)
     sys.modules.setdefault("numpy.distutils.system_info", system_info)
+
+# Not NumPy, but the same age gap: chainer imports pkg_resources at import time, and setuptools
+# (pinned below 81, which removed it) warns about that on every import. The pin is the answer; the
+# warning would only repeat it in every log.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning,
+                        module="chainer._environment_check")
