@@ -2,6 +2,8 @@
 project uses compute what they should, in float32. The engine's parity with onnxruntime is in
 test_model_parity.py."""
 import ast
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -49,6 +51,19 @@ def test_every_chainer_import_comes_after_chainer_compat():
                            for other, where, other_name in imports), \
                     f"{path.relative_to(ROOT)}:{line} imports chainer before detector.model.chainer_compat"
     assert checked >= 2  # chainer_net.py and the engine at least
+
+
+def test_importing_chainer_leaves_logging_and_numpy_alone():
+    """numpy.distutils, where it still exists, set the root logger to WARNING when chainer imported
+    it (the daemon's log went silent); the compatibility layer keeps it from loading at all."""
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO)\n"
+            "from detector.model import chainer_compat\n"
+            "import chainer, chainer.functions\n"
+            "assert logging.getLogger().level == logging.INFO, logging.getLogger().level\n"
+            "assert 'distutils' not in sys.modules and 'numpy.distutils.ccompiler' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_as_strided_backward_reads_the_restored_sctypes():

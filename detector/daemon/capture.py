@@ -77,7 +77,8 @@ def open_source(source: str):
     if source == "synthetic":
         return SyntheticSource()
     if not log.isEnabledFor(logging.DEBUG):
-        cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
+        # OpenCV's own warnings would repeat at every retry; we report the loss once
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if source_kind(source) == "camera":
         capture = cv2.VideoCapture(int(source))
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer driver buffers: less latency behind the newest frame

@@ -1,8 +1,8 @@
 """The one place that makes Chainer 7.8.1 work on NumPy 2.
 
-Chainer 7.8.1 (the last release) still reaches for two things NumPy 2 no longer has. Importing this
-module restores exactly those (and quiets one setuptools warning, below); every module that imports
-chainer imports this module first. On NumPy 1.x it restores nothing.
+Chainer 7.8.1 (the last release) still reaches for two things NumPy 2 no longer has (np.sctypes,
+and numpy.distutils on Python 3.12+). Importing this module provides exactly those (and quiets one
+setuptools warning, below); every module that imports chainer imports this module first.
 
 What was needed was found by running the Chainer paths this project uses on NumPy 2 (inference;
 backward through convolution, linear, batch norm in training mode, pooling, dropout; Chainer's
@@ -11,7 +11,6 @@ result was bit-identical to NumPy 1.26's and stayed float32 (tests/test_chainer_
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 import warnings
@@ -29,16 +28,18 @@ if not hasattr(np, "sctypes"):
         "others": [bool, object, bytes, str, np.void],
     }
 
-if importlib.util.find_spec("numpy.distutils") is None:
-    # NumPy 2 has no numpy.distutils on Python 3.12+. Chainer imports numpy.distutils.system_info
-    # at import time only to ask, on macOS, whether NumPy uses Apple's Accelerate BLAS (to warn
-    # about it). An empty answer is what system_info gives when it finds no BLAS: no warning.
+if "numpy.distutils" not in sys.modules:
+    # Chainer imports numpy.distutils.system_info at import time only to ask, on macOS, whether
+    # NumPy uses Apple's Accelerate BLAS (to warn about it). NumPy 2 has no numpy.distutils on
+    # Python 3.12+; where it still exists, importing it loads the whole build machinery and (with
+    # setuptools >= 60) sets the root logger to WARNING, which silenced the daemon's own log.
+    # An empty answer is what system_info gives when it finds no BLAS: no warning, nothing loaded.
     system_info = types.ModuleType("numpy.distutils.system_info")
     system_info.get_info = lambda name, notfound_action=0: {}
     distutils = types.ModuleType("numpy.distutils")
     distutils.system_info = system_info
-    sys.modules.setdefault("numpy.distutils", distutils)
-    sys.modules.setdefault("numpy.distutils.system_info", system_info)
+    sys.modules["numpy.distutils"] = distutils
+    sys.modules["numpy.distutils.system_info"] = system_info
 
 # Not NumPy, but the same age gap: chainer imports pkg_resources at import time, and setuptools
 # (pinned below 81, which removed it) warns about that on every import. The pin is the answer; the
