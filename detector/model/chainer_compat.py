@@ -32,7 +32,7 @@ if "numpy.distutils" not in sys.modules:
     # Chainer imports numpy.distutils.system_info at import time only to ask, on macOS, whether
     # NumPy uses Apple's Accelerate BLAS (to warn about it). NumPy 2 has no numpy.distutils on
     # Python 3.12+; where it still exists, importing it loads the whole build machinery and (with
-    # setuptools >= 60) sets the root logger to WARNING, which silenced the daemon's own log.
+    # setuptools 80, measured) sets the root logger to WARNING, which silenced the daemon's log.
     # An empty answer is what system_info gives when it finds no BLAS: no warning, nothing loaded.
     system_info = types.ModuleType("numpy.distutils.system_info")
     system_info.get_info = lambda name, notfound_action=0: {}
