@@ -62,7 +62,9 @@ def positive_number(text: str) -> float:
 def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """--weights, --cfg, --engine, --device (and --threshold, --nms when `defaults`)."""
     from .model.engines import ENGINES
-    parser.add_argument("--weights", help="Darknet .weights or seed .npz (default: the model file in weights/)")
+    parser.add_argument("--weights", help="Darknet .weights or seed .npz (default: the model file in the first "
+                        "folder of the search path that has one: $ROBOT_DETECTOR_WEIGHTS, "
+                        "~/.local/share/robot-detector/weights, /var/lib/robot-detector/weights)")
     parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
     parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
@@ -269,7 +271,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model.weights import PRETRAINED, WEIGHTS_DIR
+    from .model.weights import PRETRAINED
     levels = ["debug", "info", "warning", "error"]
     # Accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value
     # given before it to its own default.
@@ -341,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_weights_verify)
     fetch = weights_commands.add_parser("fetch", parents=[common], help="download the public pretrained weights")
-    fetch.add_argument("--dest", default=str(WEIGHTS_DIR))
+    fetch.add_argument("--dest", metavar="DIR", help="where to save (default: the first writable folder of the "
+                       "weights search path, see --weights)")
     fetch.add_argument("--model", default="yolov1-tiny", choices=[p.cfg for p in PRETRAINED] + ["all"])
     fetch.add_argument("--mirror", metavar="URL", help="base URL of a mirror holding the same file names")
     fetch.set_defaults(handler=cmd_weights_fetch)

@@ -8,8 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import run_cli
 from darknet_files import make_params, write_seed_npz, write_weights
+from detector.model.weights import CFG_DIR
 
 
 def assert_clean_error(result, *phrases, code=None):
@@ -96,22 +97,22 @@ def test_truncated_weights_name_expected_and_actual_sizes(v1_file, test_image, t
     result = run_cli("detect", test_image, "--weights", short)
     assert_clean_error(result, "108,398,816 bytes", "matches no shipped cfg", "yolo-tiny: 180,357,512",
                        "yolov1-tiny: 108,399,816", "truncated")
-    result = run_cli("detect", test_image, "--weights", short, "--cfg", ROOT / "weights" / "yolov1-tiny.cfg")
+    result = run_cli("detect", test_image, "--weights", short, "--cfg", CFG_DIR / "yolov1-tiny.cfg")
     assert_clean_error(result, "needs exactly 108,399,816", "truncated: 1,000 bytes are missing")
 
 
 def test_oversized_weights_and_wrong_cfg(v1_file, test_image, tmp_path):
     long = tmp_path / "long.weights"
     long.write_bytes(v1_file.read_bytes() + b"\0" * 8)
-    result = run_cli("detect", test_image, "--weights", long, "--cfg", ROOT / "weights" / "yolov1-tiny.cfg")
+    result = run_cli("detect", test_image, "--weights", long, "--cfg", CFG_DIR / "yolov1-tiny.cfg")
     assert_clean_error(result, "8 bytes too many")
-    result = run_cli("detect", test_image, "--weights", v1_file, "--cfg", ROOT / "weights" / "yolo-tiny.cfg")
+    result = run_cli("detect", test_image, "--weights", v1_file, "--cfg", CFG_DIR / "yolo-tiny.cfg")
     assert_clean_error(result, "cfg 'yolo-tiny' needs exactly 180,357,512", "size is that of the 'yolov1-tiny' model")
 
 
 def test_unsupported_cfg_layer(v1_file, test_image, tmp_path):
     cfg = tmp_path / "odd.cfg"
-    cfg.write_text((ROOT / "weights" / "yolov1-tiny.cfg").read_text().replace("[maxpool]", "[shortcut]", 1))
+    cfg.write_text((CFG_DIR / "yolov1-tiny.cfg").read_text().replace("[maxpool]", "[shortcut]", 1))
     result = run_cli("detect", test_image, "--weights", v1_file, "--cfg", cfg)
     assert_clean_error(result, "[shortcut] is not supported", f"{cfg}:")
 

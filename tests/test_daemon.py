@@ -302,7 +302,9 @@ def test_cli_overrides_the_config_file(person_weights, tmp_path):
 def test_run_without_weights_says_how_to_get_them(tmp_path):
     empty = tmp_path / "weights"
     empty.mkdir()
-    result = run_cli("run", "--source", "synthetic", "--no-http", env={**os.environ, "ROBOT_DETECTOR_WEIGHTS_DIR": str(empty)})
+    # the first two folders of the search path are empty ones; the service folder is absent in CI
+    env = {**os.environ, "ROBOT_DETECTOR_WEIGHTS": str(empty), "XDG_DATA_HOME": str(tmp_path / "data")}
+    result = run_cli("run", "--source", "synthetic", "--no-http", env=env)
     assert result.returncode == 78
     assert "No pretrained weights found" in result.stderr and "weights fetch" in result.stderr and "--demo" in result.stderr
     assert "Traceback" not in result.stderr

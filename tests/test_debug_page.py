@@ -2,8 +2,10 @@
 tuning plots."""
 import re
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,10 +95,10 @@ def test_tuning_page_plots_live_numbers(tmp_path):
 
 def test_systemd_units_verify(tmp_path):
     analyze = require_program("systemd-analyze")
-    # The units name the install path /opt/robot-detector; point them at this checkout so that
-    # systemd-analyze can check the executables exist, and verify everything else as shipped.
+    # The units name the install venv /opt/robot-detector; point them at this test's environment so
+    # that systemd-analyze can check the executables exist, and verify everything else as shipped.
     for unit in sorted((ROOT / "systemd").glob("*.service")):
-        text = unit.read_text().replace("/opt/robot-detector", str(ROOT))
+        text = unit.read_text().replace("/opt/robot-detector/bin", str(Path(sys.executable).parent))
         (tmp_path / unit.name).write_text(text)
     units = sorted(str(p) for p in tmp_path.glob("*.service"))
     assert units

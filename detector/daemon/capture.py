@@ -131,7 +131,8 @@ def open_source(source: str):
     if source == "synthetic":
         return SyntheticSource()
     if not log.isEnabledFor(logging.DEBUG):
-        cv2.setLogLevel(0)  # OpenCV's own warnings would repeat at every retry; we report the loss once
+        # OpenCV's own warnings would repeat at every retry; we report the loss once
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if source_kind(source) == "camera":
         device = camera_device(source)  # resolved at every (re)open
         capture = cv2.VideoCapture(device, cv2.CAP_V4L2) if isinstance(device, str) else cv2.VideoCapture(device)

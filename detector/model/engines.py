@@ -42,6 +42,7 @@ class ChainerEngine(Engine):
 
     def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
         super().__init__(model, device, precision)
+        from . import chainer_compat  # noqa: F401  (before chainer)
         import chainer
         from .chainer_net import TinyYoloV1
         self._chainer = chainer

@@ -19,7 +19,30 @@ from .cfg import Connected, Convolutional, NetworkSpec, load_cfg
 from ..errors import EX_CONFIG, UserError
 from .network import MappedFile, Model, parametrised_layers
 
-WEIGHTS_DIR = Path(os.environ.get("ROBOT_DETECTOR_WEIGHTS_DIR", Path(__file__).resolve().parents[2] / "weights"))
+CFG_DIR = Path(__file__).resolve().parent / "cfgs"  # package data: the shipped cfgs
+SERVICE_WEIGHTS_DIR = Path("/var/lib/robot-detector/weights")  # the systemd unit's StateDirectory
+
+
+def user_weights_dir() -> Path | None:
+    """$XDG_DATA_HOME/robot-detector/weights (~/.local/share/... by default); None without a home."""
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data_home):  # the XDG spec says to ignore a relative value
+        try:
+            data_home = Path.home() / ".local" / "share"
+        except (RuntimeError, KeyError):  # no $HOME and no passwd entry
+            return None
+    return Path(data_home) / "robot-detector" / "weights"
+
+
+def weights_search_dirs() -> list:
+    """Where a model file is looked for when neither --weights nor the config names one, in order."""
+    from_env = os.environ.get("ROBOT_DETECTOR_WEIGHTS")
+    dirs = [Path(from_env).expanduser() if from_env else None, user_weights_dir(), SERVICE_WEIGHTS_DIR]
+    return [d for d in dirs if d is not None]
+
+
+def _search_path_text() -> str:
+    return ", ".join(str(d) for d in weights_search_dirs())
 
 
 @dataclass(frozen=True)
@@ -39,16 +62,17 @@ PRETRAINED = (
                "https://pjreddie.com/media/files/yolo-tiny.weights", 180_357_512, None),
 )
 
-HOW_TO_GET_WEIGHTS = (
-    "Get pretrained weights with `robot-detector weights fetch` (needs internet), or copy a Darknet "
-    f"Tiny-YOLO v1 .weights file (see {WEIGHTS_DIR / 'README.md'}) into {WEIGHTS_DIR}/ or pass "
-    "--weights PATH. To see the whole pipeline work without weights, run `robot-detector run --demo`."
-)
+
+def how_to_get_weights() -> str:
+    return ("Get pretrained weights with `robot-detector weights fetch` (needs internet; it saves into the "
+            "first writable folder of the search path), or copy a Darknet Tiny-YOLO v1 .weights file into one "
+            f"of {_search_path_text()}, or pass --weights PATH (or `weights` in the config). "
+            "To see the whole pipeline work without weights, run `robot-detector run --demo`.")
 
 
 def shipped_specs() -> dict:
-    """The cfgs shipped in weights/, by model name."""
-    return {path.stem: load_cfg(path) for path in sorted(WEIGHTS_DIR.glob("*.cfg"))}
+    """The cfgs shipped with the package, by model name."""
+    return {path.stem: load_cfg(path) for path in sorted(CFG_DIR.glob("*.cfg"))}
 
 
 # --- Darknet .weights ------------------------------------------------------------------------
@@ -97,7 +121,7 @@ def select_cfg_by_size(path: Path, header: DarknetHeader) -> NetworkSpec:
     for spec in shipped_specs().values():
         if expected_size(spec, header.size) == size:
             return spec
-    raise UserError(f"{path} is {size:,} bytes, which matches no shipped cfg in {WEIGHTS_DIR}.\n"
+    raise UserError(f"{path} is {size:,} bytes, which matches no shipped cfg.\n"
                     f"{_known_sizes_text()}\n"
                     "A smaller file is probably a truncated download: fetch it again. For another "
                     "network, pass its Darknet cfg with --cfg.")
@@ -113,7 +137,7 @@ def check_size(path: Path, spec: NetworkSpec, header: DarknetHeader) -> None:
     else:
         problem = f"it has {size - expected:,} bytes too many"
     belongs = [name for name, other in shipped_specs().items() if expected_size(other, header.size) == size]
-    hint = f" Its size is that of the '{belongs[0]}' model: pass --cfg {WEIGHTS_DIR / belongs[0]}.cfg." if belongs else ""
+    hint = f" Its size is that of the '{belongs[0]}' model: pass --cfg {CFG_DIR / belongs[0]}.cfg." if belongs else ""
     raise UserError(f"{path} is {size:,} bytes but cfg '{spec.name}' needs exactly {expected:,} "
                     f"({header.size}-byte header + 4 x {spec.parameter_count:,} parameters): {problem}.{hint}\n"
                     f"{_known_sizes_text()}")
@@ -185,21 +209,33 @@ def load_seed_npz(path: Path, spec: NetworkSpec | None = None) -> Model:
 # --- entry points ----------------------------------------------------------------------------
 
 def default_weights_path() -> Path:
-    """The one model file in weights/, or an EX_CONFIG error that says how to get one."""
-    candidates = sorted(p for p in WEIGHTS_DIR.glob("*") if p.suffix in (".weights", ".npz"))
-    if not candidates:
-        raise UserError(f"No pretrained weights found in {WEIGHTS_DIR}/.\n{HOW_TO_GET_WEIGHTS}", EX_CONFIG)
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
-        raise UserError(f"Several model files in {WEIGHTS_DIR}/ ({names}): choose one with --weights PATH.", EX_CONFIG)
-    return candidates[0]
+    """The model file in the first folder of the search path that holds one, or an EX_CONFIG error
+    that says where it looked and how to get one."""
+    for folder in weights_search_dirs():
+        candidates = sorted(p for p in folder.glob("*") if p.suffix in (".weights", ".npz")) if folder.is_dir() else []
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            names = ", ".join(p.name for p in candidates)
+            raise UserError(f"Several model files in {folder}/ ({names}): choose one with --weights PATH.", EX_CONFIG)
+    raise UserError(f"No pretrained weights found (looked in {_search_path_text()}).\n{how_to_get_weights()}", EX_CONFIG)
+
+
+def default_fetch_dir() -> Path:
+    """The first folder of the search path that can be written (or created) by this user."""
+    for folder in weights_search_dirs():
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+            return folder
+    raise UserError(f"None of the weights folders can be written by this user ({_search_path_text()}): "
+                    "choose one with --dest DIR (or run as the user the folder belongs to).", EX_CONFIG)
 
 
 def load_model(weights_path=None, cfg_path=None) -> Model:
     """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given."""
     path = Path(weights_path) if weights_path else default_weights_path()
     if not path.is_file():
-        raise UserError(f"Weights file {path} does not exist.\n{HOW_TO_GET_WEIGHTS}", EX_CONFIG)
+        raise UserError(f"Weights file {path} does not exist.\n{how_to_get_weights()}", EX_CONFIG)
     spec = load_cfg(cfg_path) if cfg_path else None
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
@@ -220,7 +256,7 @@ def verify(path, cfg_path=None) -> dict:
     """What a weights file is and whether it loads. Raises UserError when it does not."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Weights file {path} does not exist.\n{HOW_TO_GET_WEIGHTS}")
+        raise UserError(f"Weights file {path} does not exist.\n{how_to_get_weights()}")
     model = load_model(path, cfg_path)
     digest = sha256_of(path)
     pinned = [p for p in PRETRAINED if p.sha256 == digest]
@@ -229,12 +265,13 @@ def verify(path, cfg_path=None) -> dict:
             "pretrained": pinned[0].filename if pinned else None, "loads": True}
 
 
-def fetch(dest, models=("yolov1-tiny",), mirror: str | None = None, timeout_s: float = 30.0) -> list:
-    """Download public pretrained files into `dest`, checking size (and sha256 where pinned).
+def fetch(dest=None, models=("yolov1-tiny",), mirror: str | None = None, timeout_s: float = 30.0) -> list:
+    """Download public pretrained files into `dest` (default: the first writable folder of the
+    search path), checking size (and sha256 where pinned).
     `mirror`: a base URL holding the same file names (a local mirror for offline sites)."""
     import urllib.error
     import urllib.request
-    dest = Path(dest)
+    dest = Path(dest) if dest else default_fetch_dir()
     dest.mkdir(parents=True, exist_ok=True)
     fetched = []
     for item in (p for p in PRETRAINED if p.cfg in models):
