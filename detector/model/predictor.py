@@ -33,6 +33,7 @@ class Predictor:
         raw = self.engine.infer(blob)[0]
         t2 = time.perf_counter()
         detection = self.spec.detection
-        detections = decode(raw, self.threshold, self.nms_iou, detection.side, detection.num, detection.classes)
+        detections = decode(raw, self.threshold, self.nms_iou, detection.side, detection.num,
+                            detection.classes, detection.sqrt)
         t3 = time.perf_counter()
         return Prediction(raw, detections, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
