@@ -258,3 +258,22 @@ def fetch(dest, models=("yolov1-tiny",), mirror: str | None = None, timeout_s: f
         partial.replace(target)
         fetched.append({"path": str(target), "bytes": size, "sha256": digest, "sha256_pinned": bool(item.sha256)})
     return fetched
+
+
+def save_darknet(model: Model, path, seen: int) -> None:
+    """Write `model` as Darknet does (header 0.2.0 with an int64 `seen`, then each layer in cfg
+    order), atomically: readers see the old file or the whole new one, never a partial write."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "wb") as f:
+            f.write(struct.pack("<3iq", 0, 2, 0, int(seen)))
+            for index in parametrised_layers(model.spec):
+                for name, shape in model.spec.parameter_shapes(index):
+                    f.write(np.ascontiguousarray(model.params[index][name], dtype="<f4").reshape(shape).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write weights file {path}: {error.strerror}") from None
