@@ -25,6 +25,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found '{text}'") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -42,6 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
     parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
     parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
+    parser.add_argument("--names", metavar="FILE",
+                        help="class names, one a line, for models trained on other classes (default: the 20 VOC names)")
     if defaults:
         parser.add_argument("--threshold", type=fraction, default=0.2, help="class probability threshold (default 0.2)")
         parser.add_argument("--nms", type=fraction, default=0.5, help="per-class NMS IoU (default 0.5)")
@@ -49,11 +61,33 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
 
 def cmd_detect(args) -> int:
     from .detect import run_detect
+    from .model.classnames import class_names_for
     from .model.engines import create_engine
     from .model.predictor import Predictor
     from .model.weights import load_model
-    engine = create_engine(load_model(args.weights, args.cfg), args.engine, args.device)
-    run_detect(Predictor(engine, args.threshold, args.nms), args.images, args.json, args.save_raw, args.annotate)
+    model = load_model(args.weights, args.cfg)
+    names = class_names_for(model.spec, args.names) if args.names else None
+    engine = create_engine(model, args.engine, args.device)
+    run_detect(Predictor(engine, args.threshold, args.nms, names), args.images, args.json, args.save_raw, args.annotate)
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .model.classnames import class_names_for
+    from .model.engines import create_engine
+    from .model.predictor import Predictor
+    from .model.weights import load_model
+    from .train.collect import run_collect
+    model = load_model(args.weights, args.cfg)
+    names = class_names_for(model.spec, args.names)
+    predictor = Predictor(create_engine(model, args.engine, args.device), args.threshold, args.nms, names)
+    run_collect(predictor, names, args.source, args.out, args.every, args.max)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .train.evaluate import run_evaluate
+    run_evaluate(args.dataset, args.weights, args.cfg, args.engine, args.device, args.names, args.iou, args.json)
     return 0
 
 
@@ -64,6 +98,9 @@ def cmd_bench(args) -> int:
     from .model.weights import load_model, shipped_specs
     if args.weights:
         model = load_model(args.weights, args.cfg)
+        if args.names:  # checked so that a wrong file fails here as in `run`; names do not change timings
+            from .model.classnames import class_names_for
+            class_names_for(model.spec, args.names)
     else:
         specs = shipped_specs()
         if args.model not in specs:
@@ -165,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--annotate", metavar="OUT.png", help="save the image with boxes drawn")
     detect.set_defaults(handler=cmd_detect)
 
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="VOC average precision per class and mAP of a model on a labelled dataset")
+    evaluate.add_argument("dataset", metavar="DATASET",
+                          help="dataset folder (images/, labels/, classes.txt), image list file, or VOC root[:split]")
+    add_model_arguments(evaluate, defaults=False)
+    evaluate.add_argument("--iou", type=fraction, default=0.5, help="IoU a detection needs to match a truth (default 0.5)")
+    evaluate.add_argument("--json", action="store_true", help='one JSON object: {"map", "ap", "images", "iou"}')
+    evaluate.set_defaults(handler=cmd_evaluate)
+
     bench = commands.add_parser("bench", parents=[common], help="measure per-stage latency of the engines")
     add_model_arguments(bench, defaults=False)
     bench.set_defaults(engine="all")
@@ -176,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time the whole daemon (capture -> publish over ZeroMQ) instead of the model stages")
     bench.add_argument("--source", default="synthetic", help="video source for --pipeline (default: synthetic)")
     bench.set_defaults(handler=cmd_bench)
+
+    collect = commands.add_parser("collect", parents=[common],
+                                  help="save camera frames as a dataset, labels pre-filled by the current model")
+    collect.add_argument("--source", default="0", help="camera index (0), video file, URL, or 'synthetic' (default 0)")
+    collect.add_argument("--out", default="dataset", help="dataset folder to add to (default ./dataset)")
+    collect.add_argument("--every", type=seconds, default=1.0, metavar="SECONDS",
+                         help="at most one frame per this many seconds (default 1)")
+    collect.add_argument("--max", type=positive_int, metavar="N", help="stop after N frames (default: Ctrl-C stops)")
+    add_model_arguments(collect)
+    collect.set_defaults(handler=cmd_collect)
 
     weights = commands.add_parser("weights", parents=[common], help="check or download model weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")

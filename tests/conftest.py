@@ -61,3 +61,10 @@ def require_program(name):
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """(weights, cfg): a small 20-class v1 network reporting one person at (0.75, 0.4, 0.2, 0.5)."""
+    from dataset_files import write_small_person_model
+    return write_small_person_model(tmp_path_factory.mktemp("small-model"))

@@ -4,6 +4,47 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from darknet_files import person_last_layer, write_weights
+
+# A 20-class v1 network small enough to load in milliseconds: conv 4 -> three 2x2 pools -> connected
+SMALL_CFG = """[net]
+width=64
+height=64
+channels=3
+[convolutional]
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+[maxpool]
+[maxpool]
+[connected]
+output=1470
+activation=linear
+[detection]
+classes=20
+side=7
+num=2
+sqrt=1
+"""
+
+
+def write_small_person_model(folder, x=0.75, y=0.4, w=0.2, h=0.5, confidence=0.8):
+    """(weights, cfg) of a small network that reports one VOC person at (x, y, w, h) on any image:
+    its last layer has zero weights and biases laid out as the detection layer reads them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    conv = {"biases": rng.normal(0, 0.1, 4), "weights": rng.normal(0, 0.3, (4, 3, 3, 3))}
+    _, biases = person_last_layer("yolov1-tiny", x, y, w, h, confidence)
+    fc = {"biases": biases, "weights": np.zeros((1470, 4 * 8 * 8))}
+    weights, cfg = folder / "small-person.weights", folder / "small.cfg"
+    write_weights(weights, [("conv", {k: v.astype(np.float32) for k, v in conv.items()}), ("fc", fc)])
+    cfg.write_text(SMALL_CFG)
+    return weights, cfg
+
 
 def write_image(path, width=64, height=48, seed=0):
     path = Path(path)
@@ -16,6 +57,7 @@ def write_image(path, width=64, height=48, seed=0):
 def write_darknet_folder(root, labels_by_name, class_names=("person", "dog"), classes_txt=True):
     """labels_by_name: {'a.png': 'label file text' or None (no label file)}."""
     root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
     for index, (name, text) in enumerate(labels_by_name.items()):
         write_image(root / "images" / name, seed=index)
         if text is not None:

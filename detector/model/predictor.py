@@ -20,11 +20,13 @@ class Prediction(NamedTuple):
 
 
 class Predictor:
-    def __init__(self, engine: Engine, threshold: float = 0.2, nms_iou: float = 0.5):
+    def __init__(self, engine: Engine, threshold: float = 0.2, nms_iou: float = 0.5, names: tuple | None = None):
+        """names: class names for the model's class ids (--names); None keeps decode's names."""
         self.engine = engine
         self.spec = engine.model.spec
         self.threshold = threshold
         self.nms_iou = nms_iou
+        self.names = names
 
     def predict(self, frame_bgr: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
@@ -35,5 +37,7 @@ class Predictor:
         detection = self.spec.detection
         detections = decode(raw, self.threshold, self.nms_iou, detection.side, detection.num,
                             detection.classes, detection.sqrt)
+        if self.names:
+            detections = [d._replace(cls=self.names[d.cls_id]) for d in detections]
         t3 = time.perf_counter()
         return Prediction(raw, detections, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)

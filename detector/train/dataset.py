@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..model.classnames import read_names
 from ..model.decode import VOC_CLASSES
 from .labels import LabelBoxes, Sample
 
@@ -63,24 +64,6 @@ def read_image_bgr(path) -> np.ndarray:
         raise DatasetError(path, "cannot read this image: the file is missing, empty or not an image "
                                  "OpenCV can decode (JPEG, PNG, BMP, ...)")
     return image_bgr
-
-
-def read_names(path) -> tuple:
-    """Class names, one a line (blank lines ignored); a clear error when missing or empty."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: class names file not found (expected one class name a line)") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read the class names file ({getattr(error, 'strerror', None) or error})") from None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if not names:
-        raise UserError(f"{path}: the class names file is empty (expected one class name a line)")
-    if len(set(names)) != len(names):
-        duplicate = next(name for name in names if names.count(name) > 1)
-        raise UserError(f"{path}: class name {duplicate!r} appears more than once")
-    return names
 
 
 # --- validation helpers --------------------------------------------------------------------------
