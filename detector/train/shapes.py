@@ -137,7 +137,8 @@ activation=leaky
 [maxpool]
 size=2
 stride=2
-""" if index < 4 else "") for index, f in enumerate(filters))
+""" if index < len(filters) - 1 else "") for index, f in enumerate(filters))
+    side = size >> (len(filters) - 1)
     return f"""[net]
 batch=16
 height={size}
@@ -152,14 +153,14 @@ hue=0.1
 max_batches=1000
 {convs}
 [connected]
-output={(size // 16) ** 2 * (2 * 5 + len(CLASSES))}
+output={side * side * (2 * 5 + len(CLASSES))}
 activation=linear
 
 [detection]
 classes={len(CLASSES)}
 coords=4
 rescore=1
-side={size // 16}
+side={side}
 num=2
 softmax=0
 sqrt=1

@@ -1,7 +1,7 @@
 """`robot-detector train`: Darknet-exact YOLO v1 training in Chainer, on NumPy or CuPy.
 
-One iteration: `batch` random images (with replacement, as Darknet's loader draws them), each
-augmented and turned into the network input exactly as inference does; the batch-mean detection
+One iteration: the next `batch` images of a shuffled pass over the dataset (a new order every
+pass), each augmented and turned into the network input exactly as inference does; the batch-mean detection
 cost (objective.py); one optimizer step. The output is a Darknet .weights file, saved atomically
 at checkpoints, at the end, and when SIGINT/SIGTERM stops the run.
 """
@@ -25,10 +25,13 @@ import chainer
 
 from ..errors import EX_CONFIG, UserError
 from ..model.cfg import NetworkSpec, load_cfg
+from ..model.classnames import class_names_for
+from ..model.predictor import Predictor
 from ..model.preprocess import to_blob
 from ..model.weights import WEIGHTS_DIR, load_model, read_header, save_darknet
 from .augment import AugmentParams, make_augmenter
-from .dataset import load_dataset, read_names
+from .dataset import load_dataset
+from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
 from .network import TrainableNet, darknet_random_model
 from .objective import detection_loss
@@ -65,6 +68,8 @@ class TrainOptions:
     seed: int = 0
     json: bool = False
     log_every: int = 10
+    val: str | None = None          # held-out dataset, evaluated at the end (and every eval_every)
+    eval_every: int = 0
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
 
 
@@ -75,6 +80,8 @@ class TrainResult:
     iterations: int     # completed in this run
     interrupted: str    # "" or the signal's name
     losses: tuple       # one per completed iteration
+    evaluations: tuple  # (iteration, evaluate.Evaluation) on --val
+    detections: tuple   # the last evaluation's detections per --val image (decode.Detection lists)
 
 
 def _initial_model(options: TrainOptions):
@@ -118,14 +125,20 @@ class _Batches:
         params = AugmentParams(spec.width, spec.height, jitter=detection.jitter, saturation=training.saturation,
                                exposure=training.exposure, hue=training.hue)
         self.augment = make_augmenter(options.augment, params, rng, options.mixup)
+        self.order = []
         self.queue = queue.Queue(maxsize=2)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="train-batches", daemon=True)
         self.thread.start()
 
+    def _next_index(self) -> int:
+        if not self.order:
+            self.order = list(self.rng.permutation(len(self.dataset)))
+        return int(self.order.pop())
+
     def _sample(self) -> Sample:
-        sample = self.dataset[int(self.rng.integers(len(self.dataset)))]
-        partner = self.dataset[int(self.rng.integers(len(self.dataset)))] if self.augment.wants_partner else None
+        sample = self.dataset[self._next_index()]
+        partner = self.dataset[self._next_index()] if self.augment.wants_partner else None
         sample = self.augment(sample, partner)
         labels = sample.labels
         order = self.rng.permutation(len(labels))  # Darknet shuffles label lines: which box wins a cell
@@ -188,6 +201,26 @@ class _Progress:
             log.info("iteration %d/%d loss %.4f lr %g %.1f images/s", iteration, self.total, loss, lr, rate)
 
 
+class _NetEngine:
+    """The network being trained, seen as an inference engine (test mode, no autograd), so that
+    evaluation uses the daemon's own preprocess and decode."""
+
+    def __init__(self, net: TrainableNet, model):
+        self.net, self.model = net, model
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            output = self.net(self.net.xp.asarray(blob)).array
+        return chainer.backend.CpuDevice().send(output).astype(np.float32, copy=False)
+
+
+def _evaluate(net: TrainableNet, model, dataset) -> tuple:
+    """(Evaluation, detections per image) with the daemon's decode at the evaluation threshold."""
+    predictor = Predictor(_NetEngine(net, model), EVAL_THRESHOLD, EVAL_NMS_IOU, dataset.class_names)
+    detections = [predictor.predict(dataset[i].image_bgr).detections for i in range(len(dataset))]
+    return evaluate_detections(list(dataset.labels), detections, dataset.class_names), detections
+
+
 class _StopSignals:
     """SIGINT/SIGTERM end the run after the current iteration (which is then saved)."""
 
@@ -213,13 +246,14 @@ def train(options: TrainOptions) -> TrainResult:
     model, seen = _initial_model(options)
     spec = model.spec
     _check_options(options, spec)
-    names = read_names(options.names) if options.names else None
+    names = class_names_for(spec, options.names) if options.names else None
     dataset = load_dataset(options.dataset, names)
     if len(dataset.class_names) != spec.detection.classes:
         raise UserError(f"{dataset.source} has {len(dataset.class_names)} classes ({', '.join(dataset.class_names)}) "
                         f"but cfg '{spec.name}' predicts {spec.detection.classes}: set classes={len(dataset.class_names)} "
                         "in the cfg's [detection] section (and the [connected] output to match), or pass the "
                         "dataset that cfg was made for", EX_CONFIG)
+    val = load_dataset(options.val, dataset.class_names) if options.val else None
     iterations = options.iterations or spec.training.max_batches or DEFAULT_ITERATIONS
     out = Path(options.out or f"{spec.name}-trained.weights")
     if not out.parent.is_dir():
@@ -246,8 +280,18 @@ def train(options: TrainOptions) -> TrainResult:
     rng = np.random.default_rng(options.seed)
     batches = _Batches(dataset, spec, options, rng)
     progress = _Progress(iterations, options.json, options.log_every)
-    losses = []
+    losses, evaluations, detections = [], [], []
     t_saved = time.monotonic()
+
+    def evaluate(iteration: int) -> None:
+        evaluation, found = _evaluate(net, model, val)
+        evaluations.append((iteration, evaluation))
+        detections[:] = found
+        if options.json:
+            print(json.dumps({"iteration": iteration, "map": round(evaluation.map, 6),
+                              "ap": {k: round(v, 6) for k, v in evaluation.ap.items()}}), flush=True)
+        else:
+            log.info("iteration %d: mAP %.4f on %s", iteration, evaluation.map, val.source)
 
     def save() -> None:
         save_darknet(net.to_model(f"trained from {model.source}"), out, seen)
@@ -274,12 +318,20 @@ def train(options: TrainOptions) -> TrainResult:
                 if time.monotonic() - t_saved > options.checkpoint_every_s:
                     save()
                     t_saved = time.monotonic()
+                if val is not None and options.eval_every and (iteration + 1) % options.eval_every == 0 \
+                        and iteration + 1 < iterations:
+                    evaluate(iteration + 1)
             save()
+        if val is not None and not stop.received:
+            evaluate(len(losses))
     finally:
         batches.close()
     if stop.received:
         log.warning("stopped by %s after %d iterations; saved %s (seen %d)", stop.received, len(losses), out, seen)
     if options.json:
+        extra = {"interrupted": stop.received} if stop.received else {}
+        if evaluations:
+            extra["map"] = round(evaluations[-1][1].map, 6)
         print(json.dumps({"done": not stop.received, "out": str(out), "seen": seen, "iterations": len(losses),
-                          **({"interrupted": stop.received} if stop.received else {})}), flush=True)
-    return TrainResult(out, seen, len(losses), stop.received, tuple(losses))
+                          **extra}), flush=True)
+    return TrainResult(out, seen, len(losses), stop.received, tuple(losses), tuple(evaluations), tuple(detections))
