@@ -120,10 +120,10 @@ def test_freeze_changes_only_later_layers_and_seen_adds_up(tmp_path):
     write_weights(init, make_params("yolov1-tiny", seed=2), header="modern64")
     cfg = ROOT / "weights" / "yolov1-tiny.cfg"
     first, second = tmp_path / "first.weights", tmp_path / "second.weights"
-    common = dict(cfg=str(cfg), iterations=1, batch=2, augment="none")
+    common = dict(cfg=str(cfg), iterations=1, batch=1, augment="none")
     train(TrainOptions(str(data), out=str(first), weights=str(init), freeze=14, **common))
     result = run_cli("train", data, "--cfg", cfg, "--weights", first, "--out", second, "--iterations", 1,
-                     "--batch", 2, "--freeze", 12, "--json", timeout=300)
+                     "--batch", 1, "--freeze", 12, "--json", timeout=300)
     assert result.returncode == 0, result.stderr
 
     spec = load_model(init, cfg).spec
@@ -135,7 +135,7 @@ def test_freeze_changes_only_later_layers_and_seen_adds_up(tmp_path):
     files = [p.read_bytes() for p in (init, first, second)]
     assert all(len(f) == position for f in files)
     seen = [struct.unpack("<q", f[12:20])[0] for f in files]
-    assert seen[1] == seen[0] + 2 and seen[2] == seen[0] + 4
+    assert seen[1] == seen[0] + 1 and seen[2] == seen[0] + 2
     for (index, name), (start, end) in offsets.items():
         unchanged = [files[0][start:end] == files[1][start:end], files[1][start:end] == files[2][start:end]]
         assert unchanged == [index < 14, index < 12], (index, name, unchanged)
