@@ -166,16 +166,20 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
-def test_bad_options_are_one_clear_error(tmp_path):
-    cfg = tmp_path / "small.cfg"
-    cfg.write_text(small_cfg(size=28, classes=2))
+def test_bad_options_are_one_clear_error(tmp_path, capsys):
+    from detector.cli import main
     data = write_shapes(tmp_path / "data", 2, 28)
-    for args, expected in ((["--freeze", "9"], "--freeze must be between 0 and"),
-                           ([], "has 3 classes (person, box, ball) but cfg 'small' predicts 2")):
-        result = run_cli("train", data, "--cfg", cfg, "--iterations", 1, *args)
-        assert result.returncode == 78, result.stderr
-        assert expected in result.stderr and "Traceback" not in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+    for classes, args, expected, exit_code in (
+            (3, ["--freeze", "9"], "--freeze must be between 0 and 4 for cfg 'small'", 78),
+            (2, [], "has 3 classes (person, box, ball) but cfg 'small' predicts 2", 78),
+            (3, ["--device", "gpu:3"], "--device gpu:3 needs CuPy and a CUDA GPU", 1)):
+        cfg = tmp_path / "small.cfg"
+        cfg.write_text(small_cfg(size=28, classes=classes))
+        code = main(["train", str(data), "--cfg", str(cfg), "--iterations", "1", "--out", str(tmp_path / "o"), *args])
+        stderr = capsys.readouterr().err
+        assert code == exit_code and expected in stderr and "Traceback" not in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
 
 
 def test_cfg_training_options_and_learning_rate_policy():

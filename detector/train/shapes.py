@@ -68,11 +68,11 @@ def _ball(image, rng, cx, cy, w, h) -> None:
 def _size(rng, class_id: int, width: int, height: int) -> tuple:
     """(w, h) in pixels for one object of the class."""
     if class_id == 0:
-        h = rng.uniform(0.3, 0.85) * height
+        h = rng.uniform(0.4, 0.9) * height
         return h * rng.uniform(0.35, 0.55), h
     if class_id == 1:
-        return rng.uniform(0.12, 0.45) * width, rng.uniform(0.12, 0.45) * height
-    d = rng.uniform(0.12, 0.4) * min(width, height)
+        return rng.uniform(0.2, 0.5) * width, rng.uniform(0.2, 0.5) * height
+    d = rng.uniform(0.2, 0.45) * min(width, height)
     return d, d
 
 
