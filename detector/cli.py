@@ -105,15 +105,15 @@ def cmd_bench(args) -> int:
     from .model.weights import load_model, shipped_specs
     if args.weights:
         model = load_model(args.weights, args.cfg)
-        if args.names:  # checked so that a wrong file fails here as in `run`; names do not change timings
-            from .model.classnames import class_names_for
-            class_names_for(model.spec, args.names)
     else:
         specs = shipped_specs()
         if args.model not in specs:
             raise UserError(f"--model must be one of {', '.join(specs)}, found '{args.model}'")
         # Speed does not depend on parameter values; planted persons give decode realistic work.
         model = planted_model(specs[args.model], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+    if args.names:  # checked so that a wrong file fails here as in `run`; names do not change timings
+        from .model.classnames import class_names_for
+        class_names_for(model.spec, args.names)
     if args.engine in (None, "all"):
         engines = list(GPU_ENGINES) if args.device not in ("cpu", "auto") else list(ENGINES)
     else:
@@ -173,6 +173,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--threshold", type=fraction, help="class probability threshold (default 0.2)")
     run.add_argument("--nms", type=fraction, help="per-class NMS IoU (default 0.5)")
     run.add_argument("--classes", help="comma-separated classes to publish in `detections` (default all)")
+    run.add_argument("--target-class", metavar="NAME", help="the class the `person` topic follows (default person)")
     run.add_argument("--pub", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--http", metavar="HOST:PORT", help="debug stream address (default 127.0.0.1:8080)")
     run.add_argument("--no-http", action="store_true", help="no debug stream")

@@ -85,6 +85,8 @@ def validate(topic, payload):
             raise ProtocolError("person: found is true but a position field is null")
         if not payload["found"] and any(value is not None for value in values):
             raise ProtocolError("person: found is false but position fields are set")
+        if not isinstance(payload.get("cls", ""), str):  # optional: the followed class (--target-class)
+            raise ProtocolError("person: field 'cls' must be a class name")
     elif topic == DETECTIONS:
         for index, item in enumerate(payload["detections"]):
             _check_fields(item, DETECTION_FIELDS, "detections[{}]".format(index))

@@ -4,9 +4,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from darknet_files import person_last_layer, write_weights
+from darknet_files import write_weights
 
-# A 20-class v1 network small enough to load in milliseconds: conv 4 -> three 2x2 pools -> connected
+# A v1 network small enough to load in milliseconds: conv 4 -> three 2x2 pools -> connected
 SMALL_CFG = """[net]
 width=64
 height=64
@@ -21,29 +21,49 @@ activation=leaky
 [maxpool]
 [maxpool]
 [connected]
-output=1470
+output={outputs}
 activation=linear
 [detection]
-classes=20
+classes={classes}
 side=7
 num=2
 sqrt=1
 """
 
 
-def write_small_person_model(folder, x=0.75, y=0.4, w=0.2, h=0.5, confidence=0.8):
-    """(weights, cfg) of a small network that reports one VOC person at (x, y, w, h) on any image:
-    its last layer has zero weights and biases laid out as the detection layer reads them."""
+def planted_biases(classes, objects, side=7, num=2):
+    """Last-layer biases that make a v1 detection layer report `objects`, each (class id, x, y, w, h,
+    confidence), on any image: the layout is side*side class scores per class, then side*side*num
+    confidences, then side*side*num boxes (x, y offsets in the cell, sqrt w, sqrt h)."""
+    cells = side * side
+    biases = np.zeros(cells * (classes + num * 5), np.float32)
+    for class_id, x, y, w, h, confidence in objects:
+        cell = int(y * side) * side + int(x * side)
+        biases[cell * classes + class_id] = 1.0
+        biases[cells * classes + cell * num] = confidence
+        start = cells * (classes + num) + cell * num * 4
+        biases[start:start + 4] = [x * side - int(x * side), y * side - int(y * side), np.sqrt(w), np.sqrt(h)]
+    return biases
+
+
+def write_small_model(folder, classes, objects, name="small"):
+    """(weights, cfg) of a small network that reports `objects` (see planted_biases) on any image:
+    its last layer has zero weights, so the output is its biases."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     conv = {"biases": rng.normal(0, 0.1, 4), "weights": rng.normal(0, 0.3, (4, 3, 3, 3))}
-    _, biases = person_last_layer("yolov1-tiny", x, y, w, h, confidence)
-    fc = {"biases": biases, "weights": np.zeros((1470, 4 * 8 * 8))}
-    weights, cfg = folder / "small-person.weights", folder / "small.cfg"
+    biases = planted_biases(classes, objects)
+    fc = {"biases": biases, "weights": np.zeros((len(biases), 4 * 8 * 8))}
+    weights, cfg = folder / f"{name}.weights", folder / f"{name}.cfg"
     write_weights(weights, [("conv", {k: v.astype(np.float32) for k, v in conv.items()}), ("fc", fc)])
-    cfg.write_text(SMALL_CFG)
+    cfg.write_text(SMALL_CFG.format(outputs=len(biases), classes=classes))
     return weights, cfg
+
+
+def write_small_person_model(folder):
+    """A 20-class small network reporting one VOC person (class 14) at (0.75, 0.4, 0.2, 0.5), p 0.8."""
+    return write_small_model(folder, 20, [(14, 0.75, 0.4, 0.2, 0.5, 0.8)], "small-person")
 
 
 def write_image(path, width=64, height=48, seed=0):

@@ -65,6 +65,9 @@ def test_voc_xml_with_entities_is_refused(tmp_path):
                    "<annotation><size><width>9</width><height>9</height></size>&e;</annotation>")
     with pytest.raises(UserError, match="000001.xml: XML with a DOCTYPE"):
         load_dataset(root)
+    xml.write_text("<annotation>\n<size><width>9</width>\n</annotation>")
+    with pytest.raises(UserError, match=r"000001\.xml:3: not well-formed XML"):
+        load_dataset(root)
 
 
 BAD_LABELS = [

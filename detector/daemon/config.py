@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from ..model.classnames import read_names
 from ..model.decode import VOC_CLASSES
 from ..errors import EX_CONFIG, UserError
 
@@ -26,6 +27,8 @@ class Config:
     threshold: float = 0.2
     nms: float = 0.5
     classes: tuple = ()             # classes published in `detections`; () = all
+    names: str | None = None        # class names file (one a line); None: the 20 VOC names
+    target_class: str = "person"    # the class the `person` topic follows
     pub: str = "tcp://127.0.0.1:5556"
     http: str | None = "127.0.0.1:8080"
     max_frames: int | None = None
@@ -70,9 +73,14 @@ def validate(config: Config) -> Config:
     track_iou, smoothing = _fraction("track_iou", c.track_iou), _fraction("smoothing", c.smoothing, high_open=True)
     classes = tuple(c.classes.split(",")) if isinstance(c.classes, str) else tuple(c.classes)
     classes = tuple(name.strip() for name in classes if name.strip())
-    unknown = [name for name in classes if name not in VOC_CLASSES]
+    if c.names is not None and not isinstance(c.names, str):
+        raise _fail("names", "the path of a class names file", c.names)
+    known = read_names(c.names) if c.names is not None else VOC_CLASSES
+    unknown = [name for name in classes if name not in known]
     if unknown:
-        raise _fail("classes", f"names from: {', '.join(VOC_CLASSES)}", ",".join(unknown))
+        raise _fail("classes", f"names from: {', '.join(known)}", ",".join(unknown))
+    if c.target_class not in known:
+        raise _fail("target_class", f"one of the class names ({', '.join(known)})", c.target_class)
     if not re.fullmatch(r"(tcp://[^\s]+:\d+|ipc://\S+|inproc://\S+)", str(c.pub)):
         raise _fail("pub", "a ZeroMQ endpoint like tcp://127.0.0.1:5556", c.pub)
     if c.http is not None:

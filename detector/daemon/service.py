@@ -18,7 +18,7 @@ from robot_client import protocol
 
 from .capture import LatestFrameCapture, describe_source, source_kind
 from .config import Config
-from ..model.decode import PERSON
+from ..model.classnames import class_names_for
 from ..model.engines import create_engine
 from ..errors import EX_CONFIG, UserError
 from ..model.network import planted_model
@@ -64,10 +64,13 @@ class Stats:
         return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2)}
 
 
-def person_message(seq: int, frame, t_publish: float, target) -> dict:
+def person_message(seq: int, frame, t_publish: float, target, target_class: str = "person") -> dict:
+    """The `person` topic; it carries "cls" when it follows another class than person (--target-class)."""
     frame_h, frame_w = frame.image_bgr.shape[:2]
     message = {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
                "frame_w": frame_w, "frame_h": frame_h, "found": target is not None}
+    if target_class != "person":
+        message["cls"] = target_class
     if target is None:
         message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
     else:
@@ -99,11 +102,13 @@ class Service:
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
         try:
             self.model = model or load_pipeline_model(config)
+            names = class_names_for(self.model.spec, config.names)
             engine = create_engine(self.model, config.engine, config.device)
         except UserError as error:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
-        self.predictor = Predictor(engine, config.threshold, config.nms)
+        self.target_id = names.index(config.target_class)
+        self.predictor = Predictor(engine, config.threshold, config.nms, names)
         self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
         self.stats = Stats()
         self.state = "starting"
@@ -145,12 +150,12 @@ class Service:
     def process(self, frame) -> None:
         config = self.config
         prediction = self.predictor.predict(frame.image_bgr)
-        persons = [d for d in prediction.detections if d.cls_id == PERSON]
+        persons = [d for d in prediction.detections if d.cls_id == self.target_id]
         target = self.tracker.update(persons, frame.t_capture)
         published = [d for d in prediction.detections if not config.classes or d.cls in config.classes]
         seq = self.stats.frames
         t_publish = time.time()
-        self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target))
+        self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target, config.target_class))
         self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
         self.stats.add(frame.t_capture, t_publish, prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread

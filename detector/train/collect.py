@@ -9,6 +9,7 @@ after the highest number present, and every file is created exclusively.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -76,12 +77,17 @@ class DatasetWriter:
                     f.write(label_lines(detections))
             except FileExistsError:
                 continue  # someone else's file: leave it, take the next number
+            # Written aside, then linked into place: the image appears whole or not at all, and
+            # the link fails rather than replace a file that exists.
+            partial = self.images / f".{name}.jpg.partial"
+            partial.write_bytes(data.tobytes())
             try:
-                with open(image_path, "xb") as f:
-                    f.write(data.tobytes())
+                os.link(partial, image_path)
             except FileExistsError:
                 label_path.unlink()
                 continue
+            finally:
+                partial.unlink()
             return image_path
 
 
