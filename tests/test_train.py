@@ -241,3 +241,26 @@ def test_gpu_training_matches_cpu(tmp_path):
                            device=device, seed=1))
         outs.append(read_values(out)[1])
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3, atol=1e-5)
+
+
+def test_adam_matches_the_textbook_formula():
+    """The in-place Adam equals m_hat / (sqrt(v_hat) + eps) steps, decay as L2 on weights only."""
+    from detector.model import chainer_compat  # noqa: F401
+    import chainer
+    from detector.train.optimizers import Adam
+    rng = np.random.default_rng(0)
+    weight, bias = chainer.Parameter(rng.normal(size=(3, 4)).astype(np.float32)), chainer.Parameter(np.zeros(3, np.float32))
+    adam = Adam([(weight, True), (bias, False)], decay=0.01)
+    w, b = weight.array.astype(np.float64), bias.array.astype(np.float64)
+    m, v = [np.zeros_like(w), np.zeros_like(b)], [np.zeros_like(w), np.zeros_like(b)]
+    for t in range(1, 4):
+        grads = [rng.normal(size=w.shape), rng.normal(size=b.shape)]
+        weight.grad, bias.grad = grads[0].astype(np.float32), grads[1].astype(np.float32)
+        adam.update(0.01)
+        grads[0] = grads[0] + 0.01 * w
+        for i, (p, g) in enumerate(zip((w, b), grads)):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            p -= 0.01 * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
+    np.testing.assert_allclose(weight.array, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bias.array, b, rtol=1e-5, atol=1e-6)

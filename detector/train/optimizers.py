@@ -35,11 +35,18 @@ class Adam:
 
     def update(self, learning_rate: float) -> None:
         self.steps += 1
-        correction1 = 1 - self.beta1 ** self.steps
-        correction2 = 1 - self.beta2 ** self.steps
+        # Bias corrections folded into the step size (Kingma & Ba, section 2) and updates in place:
+        # the connected layer holds most parameters, and temporaries cost more than arithmetic.
+        correction = (1 - self.beta2 ** self.steps) ** 0.5
+        step_size = learning_rate * correction / (1 - self.beta1 ** self.steps)
         for (param, is_weight), first, second in zip(self.parameters, self.first, self.second):
             grad = param.grad + self.decay * param.array if is_weight and self.decay else param.grad
-            first += (1 - self.beta1) * (grad - first)
-            second += (1 - self.beta2) * (grad * grad - second)
-            xp = param.xp
-            param.array -= learning_rate * (first / correction1) / (xp.sqrt(second / correction2) + self.eps)
+            first *= self.beta1
+            first += (1 - self.beta1) * grad
+            second *= self.beta2
+            second += (1 - self.beta2) * grad * grad
+            denominator = param.xp.sqrt(second)
+            denominator += self.eps * correction  # the same as eps added to sqrt of the corrected second moment
+            step = first / denominator
+            step *= step_size
+            param.array -= step
