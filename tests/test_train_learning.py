@@ -34,8 +34,9 @@ def test_training_from_scratch_learns_the_shapes_task(tmp_path):
     found = [json.loads(line) for line in answer.stdout.splitlines()]
     assert sum(len(image["detections"]) for image in found) >= len(images)
     for image, own in zip(found, result.detections):
-        expected = [d for d in own if d.confidence > 0.2]
-        assert [d["cls"] for d in image["detections"]] == [d.cls for d in expected]
-        for got, want in zip(image["detections"], expected):
-            assert [got[k] for k in ("confidence", "x", "y", "w", "h")] == pytest.approx(
-                [want.confidence, want.x, want.y, want.w, want.h], abs=1e-4)
+        # Same boxes, compared as sets: two engines may order near-equal confidences differently.
+        expected = [(d.cls, d.confidence, d.x, d.y, d.w, d.h) for d in own if d.confidence > 0.2]
+        got = [tuple(d[k] for k in ("cls", "confidence", "x", "y", "w", "h")) for d in image["detections"]]
+        assert len(got) == len(expected)
+        for want in expected:
+            assert any(g[0] == want[0] and g[1:] == pytest.approx(want[1:], abs=1e-4) for g in got), want

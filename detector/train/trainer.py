@@ -1,8 +1,8 @@
 """`robot-detector train`: Darknet-exact YOLO v1 training in Chainer, on NumPy or CuPy.
 
 One iteration: the next `batch` images of a shuffled pass over the dataset (a new order every
-pass), each augmented and turned into the network input exactly as inference does; the batch-mean detection
-cost (objective.py); one optimizer step. The output is a Darknet .weights file, saved atomically
+pass), each augmented and turned into the network input exactly as inference does; the
+batch-mean detection cost (objective.py); one optimizer step. The output is a Darknet .weights file, saved atomically
 at checkpoints, at the end, and when SIGINT/SIGTERM stops the run.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class TrainResult:
 
 
 def _initial_model(options: TrainOptions):
-    """(Model, seen, cfg description) from --weights/--cfg, or Darknet's random init."""
+    """(Model, seen) from --weights (and --cfg), or Darknet's random init of --cfg."""
     if options.weights:
         model = load_model(options.weights, options.cfg)
         path = Path(options.weights)
