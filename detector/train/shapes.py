@@ -117,14 +117,15 @@ def write_dataset(root, count: int, seed: int = 0, width: int = 128, height: int
     return root
 
 
-# A small v1-style network for this data: 112x112 input, 3x3 convolutions with batch norm (a 2x2/2
-# max-pool after each of the first four: 112 -> 7), and the connected layer that feeds a 7x7,
-# 2-box detection layer over the three classes. Sized so that training learns on two CPU cores
-# within minutes (README, "Training").
-FILTERS = (8, 16, 32, 64, 64)
+# A small v1-style network for this data: 3x3 convolutions with batch norm, a 2x2/2 max-pool
+# after each but the last (56 -> 7 with four convolutions), and the connected layer that feeds a
+# side x side, 2-box detection layer over the three classes. Sized so that training fits two CPU
+# cores (README, "Training").
+FILTERS = (16, 32, 64, 64)
+SIZE = 56
 
 
-def cfg_text(filters=FILTERS, size: int = 112) -> str:
+def cfg_text(filters=FILTERS, size: int = SIZE) -> str:
     convs = "".join(f"""
 [convolutional]
 batch_normalize=1
@@ -172,7 +173,7 @@ coord_scale=5
 """
 
 
-def write_cfg(path, filters=FILTERS, size: int = 112) -> Path:
+def write_cfg(path, filters=FILTERS, size: int = SIZE) -> Path:
     path = Path(path)
     path.write_text(cfg_text(filters, size))
     return path
