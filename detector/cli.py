@@ -203,7 +203,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--names", metavar="FILE", help="class names, one a line (default: the dataset's classes.txt)")
     train.add_argument("--out", metavar="OUT.weights", help="output file (default: <cfg name>-trained.weights)")
     train.add_argument("--iterations", type=positive_int, help="batches to train (default: the cfg's max_batches, else 1000)")
-    train.add_argument("--batch", type=positive_int, default=16, help="images per iteration (default 16)")
+    train.add_argument("--batch", type=positive_int, default=8, help="images per iteration (default 8)")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam (measured: README)")
     train.add_argument("--lr", type=non_negative, help="learning rate (default: adam 0.001; sgd the cfg's rate and policy)")
     train.add_argument("--momentum", type=non_negative, help="SGD momentum (default: the cfg's)")

@@ -141,7 +141,7 @@ stride=2
 """ if index < len(filters) - 1 else "") for index, f in enumerate(filters))
     side = size >> (len(filters) - 1)
     return f"""[net]
-batch=16
+batch=8
 height={size}
 width={size}
 channels=3

@@ -56,7 +56,7 @@ class TrainOptions:
     weights: str | None = None
     names: str | None = None
     iterations: int | None = None   # default: the cfg's max_batches, else DEFAULT_ITERATIONS
-    batch: int = 16
+    batch: int = 8                  # measured: per image, 8 learned faster than 16 (README)
     optimizer: str = DEFAULT_OPTIMIZER
     lr: float | None = None         # default: Adam 1e-3; SGD the cfg's learning_rate and policy
     momentum: float | None = None   # SGD; default the cfg's
