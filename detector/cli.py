@@ -65,7 +65,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
     parser.add_argument("--weights", help="Darknet .weights or seed .npz (default: the model file in the first "
                         "folder of the search path that has one: $ROBOT_DETECTOR_WEIGHTS, "
                         "~/.local/share/robot-detector/weights, /var/lib/robot-detector/weights)")
-    parser.add_argument("--cfg", help="Darknet cfg (default: chosen by the weights file's size)")
+    parser.add_argument("--cfg", help="Darknet cfg file, or a shipped model name: yolov1-tiny, yolo-tiny (default: chosen by the weights file's size)")
     parser.add_argument("--engine", help=f"inference engine: {', '.join(ENGINES)} (default: the fastest CPU engine)")
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
     parser.add_argument("--names", metavar="FILE",
@@ -110,6 +110,13 @@ def cmd_evaluate(args) -> int:
     from .train.evaluate import run_evaluate
     run_evaluate(args.dataset, args.weights, args.cfg, args.engine, args.device, args.names, args.iou, args.json)
     return 0
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import TrainOptions, train
+    options = {key: getattr(args, key) for key in TrainOptions.__dataclass_fields__ if hasattr(args, key)}
+    result = train(TrainOptions(**options))
+    return {"": 0, "SIGINT": 130, "SIGTERM": 143}[result.interrupted]
 
 
 def cmd_bench(args) -> int:
@@ -270,6 +277,41 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.set_defaults(handler=cmd_run)
 
 
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, found '{text}'") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {value}")
+    return value
+
+
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
+    train.add_argument("dataset", metavar="DATASET", help="Darknet-layout folder, list file of images, or VOC root[:split]")
+    train.add_argument("--val", metavar="DATASET", help="held-out dataset: mAP@0.5 at the end (and every --eval-every)")
+    train.add_argument("--eval-every", type=positive_int, default=0, metavar="N", help="evaluate --val every N iterations")
+    train.add_argument("--cfg", help="Darknet cfg file or shipped model name (default: chosen by --weights' size, else yolov1-tiny)")
+    train.add_argument("--weights", help="initial weights: Darknet .weights (modern or legacy) or seed .npz "
+                                         "(default: Darknet's random initialisation)")
+    train.add_argument("--names", metavar="FILE", help="class names, one a line (default: the dataset's classes.txt)")
+    train.add_argument("--out", metavar="OUT.weights", help="output file (default: <cfg name>-trained.weights)")
+    train.add_argument("--iterations", type=positive_int, help="batches to train (default: the cfg's max_batches, else 1000)")
+    train.add_argument("--batch", type=positive_int, default=8, help="images per iteration (default 8)")
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam (measured: README)")
+    train.add_argument("--lr", type=non_negative, help="learning rate (default: adam 0.001; sgd the cfg's rate and policy)")
+    train.add_argument("--momentum", type=non_negative, help="SGD momentum (default: the cfg's)")
+    train.add_argument("--decay", type=non_negative, help="weight decay (default: the cfg's)")
+    train.add_argument("--augment", choices=["default", "none"], default="default",
+                       help="default: jitter crop, flip, HSV, corruptions; none: only the resize")
+    train.add_argument("--mixup", type=non_negative, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) (default off)")
+    train.add_argument("--freeze", type=int, default=0, metavar="N", help="keep the first N cfg layers fixed")
+    train.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
+    train.add_argument("--seed", type=int, default=0, help="random initialisation, sampling and augmentation seed")
+    train.add_argument("--json", action="store_true", help="JSON lines instead of a progress bar")
+    train.set_defaults(handler=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model.weights import PRETRAINED
     levels = ["debug", "info", "warning", "error"]
@@ -308,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--iou", type=fraction, default=0.5, help="IoU a detection needs to match a truth (default 0.5)")
     evaluate.add_argument("--json", action="store_true", help='one JSON object: {"map", "ap", "images", "iou"}')
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    train = commands.add_parser("train", parents=[common], help="train or fine-tune the detector (Darknet's YOLO v1 objective)")
+    add_train_arguments(train)
 
     bench = commands.add_parser("bench", parents=[common], help="measure per-stage latency of the engines")
     add_model_arguments(bench, defaults=False)

@@ -46,15 +46,66 @@ class Connected:
 
 @dataclass(frozen=True)
 class Dropout:
-    """Identity at test time."""
+    """Identity at test time; in training drops with `probability` and scales the rest up."""
+    probability: float = 0.5
 
 
 @dataclass(frozen=True)
 class Detection:
+    """The v1 detection layer. Defaults are Darknet's (parse_detection) where the cfg says nothing."""
     classes: int
     side: int
     num: int  # boxes per cell
-    sqrt: bool
+    sqrt: bool  # the network predicts sqrt(w), sqrt(h)
+    rescore: bool = False  # responsible box's confidence target: its IoU (True) or 1
+    object_scale: float = 1.0
+    noobject_scale: float = 1.0
+    class_scale: float = 1.0
+    coord_scale: float = 1.0
+    jitter: float = 0.2  # random crop of up to this fraction per side (the loader's augmentation)
+
+
+LR_POLICIES = ("constant", "steps", "step", "exp", "poly")
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """[net]'s training options, with Darknet's defaults (parse_net_options)."""
+    batch: int = 1
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    decay: float = 0.0001
+    policy: str = "constant"
+    steps: tuple = ()      # policy=steps: iterations at which the rate is multiplied ...
+    scales: tuple = ()     # ... by these factors
+    step: int = 1          # policy=step: every `step` iterations multiply by `scale`
+    scale: float = 1.0
+    gamma: float = 1.0     # policy=exp
+    power: float = 4.0     # policy=poly and the burn-in curve
+    burn_in: int = 0
+    max_batches: int = 0
+    exposure: float = 1.0
+    saturation: float = 1.0
+    hue: float = 0.0
+
+    def learning_rate_at(self, iteration: int, base: float | None = None) -> float:
+        """Darknet's get_current_rate for 0-based `iteration`; `base` replaces learning_rate."""
+        rate = self.learning_rate if base is None else base
+        if iteration < self.burn_in:
+            return rate * (iteration / self.burn_in) ** self.power
+        if self.policy == "steps":
+            for step, scale in zip(self.steps, self.scales):
+                if step > iteration:
+                    break
+                rate *= scale
+            return rate
+        if self.policy == "step":
+            return rate * self.scale ** (iteration // self.step)
+        if self.policy == "exp":
+            return rate * self.gamma ** iteration
+        if self.policy == "poly":
+            return rate * (1 - iteration / self.max_batches) ** self.power if self.max_batches else rate
+        return rate
 
 
 Layer = Union[Crop, Convolutional, MaxPool, Connected, Dropout, Detection]
@@ -68,6 +119,7 @@ class NetworkSpec:
     channels: int
     layers: tuple
     outputs: int
+    training: TrainingParams = TrainingParams()
 
     @property
     def detection(self) -> Detection:
@@ -139,11 +191,47 @@ class _Options:
         except ValueError:
             raise UserError(f"{self.where}: option '{key}' must be an integer, found {self.options[key]!r}") from None
 
+    def float(self, key: str, default: float) -> float:
+        try:
+            value = float(self.options.get(key, default))
+        except ValueError:
+            raise UserError(f"{self.where}: option '{key}' must be a number, found {self.options[key]!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UserError(f"{self.where}: option '{key}' must be a finite number, found {self.options[key]!r}")
+        return value
+
+    def numbers(self, key: str, kind) -> tuple:
+        text = self.options.get(key, "")
+        try:
+            return tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise UserError(f"{self.where}: option '{key}' must be comma-separated numbers, found {text!r}") from None
+
     def activation(self) -> str:
         value = self.options.get("activation", "logistic")
         if value not in ACTIVATIONS:
             raise UserError(f"{self.where}: activation '{value}' is not supported (supported: {', '.join(ACTIVATIONS)})")
         return value
+
+
+def _training_params(net: _Options) -> TrainingParams:
+    policy = net.options.get("policy", "constant")
+    if policy not in LR_POLICIES:
+        raise UserError(f"{net.where}: learning-rate policy '{policy}' is not supported (supported: {', '.join(LR_POLICIES)})")
+    steps, scales = net.numbers("steps", int), net.numbers("scales", float)
+    if policy == "steps" and len(steps) != len(scales):
+        raise UserError(f"{net.where}: policy=steps needs as many scales as steps, found {len(steps)} steps "
+                        f"and {len(scales)} scales")
+    params = TrainingParams(
+        batch=net.int("batch", 1), learning_rate=net.float("learning_rate", 0.001),
+        momentum=net.float("momentum", 0.9), decay=net.float("decay", 0.0001), policy=policy,
+        steps=steps, scales=scales, step=net.int("step", 1), scale=net.float("scale", 1.0),
+        gamma=net.float("gamma", 1.0), power=net.float("power", 4.0), burn_in=net.int("burn_in", 0),
+        max_batches=net.int("max_batches", 0), exposure=net.float("exposure", 1.0),
+        saturation=net.float("saturation", 1.0), hue=net.float("hue", 0.0))
+    if params.batch < 1 or params.step < 1 or params.burn_in < 0 or params.max_batches < 0:
+        raise UserError(f"{net.where}: batch and step must be at least 1, burn_in and max_batches not negative")
+    return params
 
 
 def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> NetworkSpec:
@@ -189,10 +277,13 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
             flat = opt.int("output", 1)
             layers.append(Connected(inputs, flat, opt.activation()))
         elif kind == "dropout":
-            layers.append(Dropout())
+            layers.append(Dropout(opt.float("probability", 0.5)))
         elif kind == "detection":
-            layer = Detection(opt.int("classes", 20), opt.int("side", 7), opt.int("num", 1),
-                              bool(opt.int("sqrt", 0)))
+            layer = Detection(opt.int("classes", 1), opt.int("side", 7), opt.int("num", 1),
+                              bool(opt.int("sqrt", 0)), bool(opt.int("rescore", 0)),
+                              opt.float("object_scale", 1.0), opt.float("noobject_scale", 1.0),
+                              opt.float("class_scale", 1.0), opt.float("coord_scale", 1.0),
+                              opt.float("jitter", net.float("jitter", 0.2)))
             expected = layer.side * layer.side * (layer.num * 5 + layer.classes)
             found = flat if flat is not None else c * h * w
             if found != expected:
@@ -206,7 +297,9 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
                             "crop, convolutional, maxpool, connected, dropout and detection")
     if not layers or not isinstance(layers[-1], Detection):
         raise UserError(f"{source}: the cfg must end with a [detection] layer (YOLO v1)")
-    return NetworkSpec(name, width, height, channels, tuple(layers), layers[-1].side ** 2 * (layers[-1].num * 5 + layers[-1].classes))
+    detection = layers[-1]
+    return NetworkSpec(name, width, height, channels, tuple(layers),
+                       detection.side ** 2 * (detection.num * 5 + detection.classes), _training_params(net))
 
 
 def load_cfg(path) -> NetworkSpec:

@@ -44,6 +44,8 @@ class TinyYoloV1(chainer.Chain):
     """Tiny-YOLO v1 (either variant) as described by its cfg. Input: (N, C, H, W) float32 RGB in
     [0, 1]; output: (N, 1470) raw detection-layer values."""
 
+    norm_link = DarknetBatchNorm  # the trainer substitutes one that also trains
+
     def __init__(self, model: Model):
         super().__init__()
         self.spec = model.spec
@@ -57,7 +59,7 @@ class TinyYoloV1(chainer.Chain):
                                            initial_bias=None if bn else p["biases"])
                     setattr(self, f"conv{index}", conv)
                     if bn:
-                        norm = DarknetBatchNorm(layer.filters)
+                        norm = self.norm_link(layer.filters)
                         norm.scale.array[...] = p["scales"]
                         norm.bias.array[...] = p["biases"]
                         norm.mean[...] = p["rolling_mean"]
@@ -68,17 +70,21 @@ class TinyYoloV1(chainer.Chain):
                                                          initialW=p["weights"], initial_bias=p["biases"]))
 
     def forward(self, x):
-        for index, layer in enumerate(self.spec.layers):
-            if isinstance(layer, Crop):
-                x = x * 2 - 1
-            elif isinstance(layer, Convolutional):
-                x = getattr(self, f"conv{index}")(x)
-                if layer.batch_normalize:
-                    x = getattr(self, f"norm{index}")(x)
-                x = _activate(x, layer.activation)
-            elif isinstance(layer, MaxPool):
-                x = F.max_pooling_2d(x, layer.size, layer.stride, cover_all=False)
-            elif isinstance(layer, Connected):
-                x = _activate(getattr(self, f"fc{index}")(x), layer.activation)
-            # dropout is the identity at test time; the detection layer only interprets its input
+        for index in range(len(self.spec.layers)):
+            x = self.layer_forward(index, x)
         return x
+
+    def layer_forward(self, index: int, x):
+        layer = self.spec.layers[index]
+        if isinstance(layer, Crop):
+            return x * 2 - 1
+        if isinstance(layer, Convolutional):
+            x = getattr(self, f"conv{index}")(x)
+            if layer.batch_normalize:
+                x = getattr(self, f"norm{index}")(x)
+            return _activate(x, layer.activation)
+        if isinstance(layer, MaxPool):
+            return F.max_pooling_2d(x, layer.size, layer.stride, cover_all=False)
+        if isinstance(layer, Connected):
+            return _activate(getattr(self, f"fc{index}")(x), layer.activation)
+        return x  # dropout is the identity at test time; the detection layer only interprets its input

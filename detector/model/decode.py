@@ -39,9 +39,10 @@ class Detection(NamedTuple):
         return {key: round(value, 6) if isinstance(value, float) else value for key, value in self._asdict().items()}
 
 
-def decode_boxes(raw: np.ndarray, side: int = 7, num: int = 2, classes: int = 20) -> tuple:
+def decode_boxes(raw: np.ndarray, side: int = 7, num: int = 2, classes: int = 20, sqrt: bool = True) -> tuple:
     """Split one image's raw outputs into (boxes (side*side*num, 4) as x, y, w, h normalised,
-    probs (side*side*num, classes) float32)."""
+    probs (side*side*num, classes) float32). `sqrt`: the cfg's flag, the network predicts sqrt(w),
+    sqrt(h) (both Tiny-YOLO v1 cfgs); without it, w and h directly (Darknet's default)."""
     raw = np.asarray(raw, dtype=np.float32).reshape(-1)
     cells = side * side
     class_scores = raw[:cells * classes].reshape(cells, 1, classes)
@@ -53,7 +54,7 @@ def decode_boxes(raw: np.ndarray, side: int = 7, num: int = 2, classes: int = 20
     boxes = np.empty((cells, num, 4), np.float32)
     boxes[..., 0] = (coords[..., 0] + col) / side
     boxes[..., 1] = (coords[..., 1] + row) / side
-    boxes[..., 2:] = coords[..., 2:] ** 2  # the network predicts sqrt(w), sqrt(h)
+    boxes[..., 2:] = coords[..., 2:] ** 2 if sqrt else coords[..., 2:]
     probs = (confidence * class_scores).reshape(cells * num, classes)
     return boxes.reshape(cells * num, 4), probs
 
@@ -96,9 +97,9 @@ def suppress(probs: np.ndarray, boxes: np.ndarray, nms_iou: float) -> np.ndarray
 
 
 def decode(raw: np.ndarray, threshold: float = 0.2, nms_iou: float = 0.5, side: int = 7, num: int = 2,
-           classes: int = 20) -> list:
+           classes: int = 20, sqrt: bool = True) -> list:
     """Detections of one image, sorted by confidence (highest first)."""
-    boxes, probs = decode_boxes(raw, side, num, classes)
+    boxes, probs = decode_boxes(raw, side, num, classes, sqrt)
     probs = np.where(probs > np.float32(threshold), probs, np.float32(0))
     box_index, cls_index = np.nonzero(suppress(probs, boxes, nms_iou))
     confidence = probs[box_index, cls_index]

@@ -35,7 +35,8 @@ class Predictor:
         raw = self.engine.infer(blob)[0]
         t2 = time.perf_counter()
         detection = self.spec.detection
-        detections = decode(raw, self.threshold, self.nms_iou, detection.side, detection.num, detection.classes)
+        detections = decode(raw, self.threshold, self.nms_iou, detection.side, detection.num,
+                            detection.classes, detection.sqrt)
         if self.names:
             detections = [d._replace(cls=self.names[d.cls_id]) for d in detections]
         t3 = time.perf_counter()

@@ -231,12 +231,24 @@ def default_fetch_dir() -> Path:
                     "choose one with --dest DIR (or run as the user the folder belongs to).", EX_CONFIG)
 
 
+def load_spec(cfg) -> NetworkSpec:
+    """`--cfg`: a cfg file's path, or the name of a shipped model (`yolov1-tiny`, `yolo-tiny`), so
+    that commands work the same from a clone and from an installed package."""
+    path = Path(cfg)
+    if not path.exists() and (CFG_DIR / f"{cfg}.cfg").is_file():
+        path = CFG_DIR / f"{cfg}.cfg"
+    elif not path.exists():
+        raise UserError(f"cfg {cfg} not found: expected a Darknet cfg file or a shipped model name "
+                        f"({', '.join(sorted(shipped_specs()))})", EX_CONFIG)
+    return load_cfg(path)
+
+
 def load_model(weights_path=None, cfg_path=None) -> Model:
     """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given."""
     path = Path(weights_path) if weights_path else default_weights_path()
     if not path.is_file():
         raise UserError(f"Weights file {path} does not exist.\n{how_to_get_weights()}", EX_CONFIG)
-    spec = load_cfg(cfg_path) if cfg_path else None
+    spec = load_spec(cfg_path) if cfg_path else None
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
     return load_seed_npz(path, spec) if is_zip else load_darknet(path, spec)
@@ -297,3 +309,22 @@ def fetch(dest=None, models=("yolov1-tiny",), mirror: str | None = None, timeout
         partial.replace(target)
         fetched.append({"path": str(target), "bytes": size, "sha256": digest, "sha256_pinned": bool(item.sha256)})
     return fetched
+
+
+def save_darknet(model: Model, path, seen: int) -> None:
+    """Write `model` as Darknet does (header 0.2.0 with an int64 `seen`, then each layer in cfg
+    order), atomically: readers see the old file or the whole new one, never a partial write."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "wb") as f:
+            f.write(struct.pack("<3iq", 0, 2, 0, int(seen)))
+            for index in parametrised_layers(model.spec):
+                for name, shape in model.spec.parameter_shapes(index):
+                    f.write(np.ascontiguousarray(model.params[index][name], dtype="<f4").reshape(shape).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"cannot write weights file {path}: {error.strerror}") from None
