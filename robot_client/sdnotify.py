@@ -25,7 +25,11 @@ class Notifier(object):
         if self._sock is None:
             return
         try:
-            self._sock.sendto("\n".join(lines).encode("utf-8"), self.address)
+            # never blocks: a full queue (a stalled service manager) must not stall the loop that
+            # drives the motors; a missed WATCHDOG=1 is what a stalled manager would act on anyway
+            self._sock.sendto("\n".join(lines).encode("utf-8"), socket.MSG_DONTWAIT, self.address)
+        except BlockingIOError:
+            log.debug("sd_notify queue at %s is full; dropped %r", self.address, lines)
         except OSError as error:
             log.warning("sd_notify to %s failed: %s", self.address, error)
 

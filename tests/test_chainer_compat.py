@@ -28,9 +28,11 @@ def _imports(tree):
             if isinstance(child, ast.Import):
                 found.extend((child.lineno, function, alias.name) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
+                # `from ..model import chainer_compat` imports a module too: record the module and
+                # each name as a possible submodule
                 base = "." * child.level + (child.module or "")
-                found.extend((child.lineno, function, f"{base}.{alias.name}" if not child.module else base)
-                             for alias in child.names)
+                found.extend((child.lineno, function, name) for alias in child.names
+                             for name in ({base, f"{base.rstrip('.')}.{alias.name}"} if child.module else {base + alias.name}))
             visit(child, function)
 
     visit(tree, None)

@@ -1,8 +1,9 @@
 """Fail-safe behaviour of the daemon (issue 7, daemon side) and its camera options (issue 8):
 real daemon processes, real ZeroMQ and sd_notify sockets; faults are planted, not simulated."""
 import math
-import subprocess
 import os
+import subprocess
+import sys
 import signal
 import socket
 import time
@@ -272,7 +273,8 @@ def test_log_level_before_the_subcommand():
 def test_gpu_drop_in_verifies(tmp_path):
     """The GPU drop-in applies to the shipped unit and systemd-analyze accepts both together."""
     analyze = require_program("systemd-analyze")
-    unit = (ROOT / "systemd" / "robot-detector.service").read_text().replace("/opt/robot-detector", str(ROOT))
+    unit = (ROOT / "systemd" / "robot-detector.service").read_text().replace("/opt/robot-detector/bin",
+                                                                                str(Path(sys.executable).parent))
     (tmp_path / "robot-detector.service").write_text(unit)
     drop_in = tmp_path / "robot-detector.service.d"
     drop_in.mkdir()
