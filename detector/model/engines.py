@@ -103,8 +103,9 @@ class OnnxRuntimeEngine(Engine):
         try:
             graph = build_onnx(self.model, reference_file=True).SerializeToString()
             return ort.InferenceSession(graph, options, providers=providers)
-        except (state.Fail, state.InvalidGraph, state.NoSuchFile) as error:
+        except (state.Fail, state.InvalidGraph, state.NoSuchFile, state.RuntimeException) as error:
             # onnxruntime before 1.21 has no folder option for graphs handed over in memory
+            # (1.19, the last for Python 3.9, raises RuntimeException: "model_path must not be empty")
             log.warning("onnxruntime %s cannot read the parameters from %s itself (%s); the graph carries "
                         "a copy of them (about 3x the file's size in memory at start)", ort.__version__, mapped.path, error)
             return ort.InferenceSession(build_onnx(self.model).SerializeToString(), options, providers=providers)
