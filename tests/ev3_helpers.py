@@ -114,6 +114,21 @@ def start_client(*args, tmp_path=None, log_name="client.log", env=None):
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
+STARTED = "following the person published at"  # client.py logs it just before subscribing
+
+
+def wait_until_following(process, log_path, timeout=30):
+    """Wait until the client started by `start_client` has its motors and is about to subscribe,
+    then long enough for the subscription to reach the publisher. Start-up takes from under a
+    second to several on a busy machine (as on a brick): a fixed sleep would race it."""
+    deadline = time.monotonic() + timeout
+    while STARTED not in Path(log_path).read_text():
+        assert process.poll() is None, Path(log_path).read_text()
+        assert time.monotonic() < deadline, "client not started in %d s: %s" % (timeout, Path(log_path).read_text())
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
 def stop_client(process, timeout=5):
     if process.poll() is None:
         process.terminate()

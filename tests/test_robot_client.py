@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, require_program
 from daemon_helpers import Daemon, free_port
 from darknet_files import make_params, person_last_layer, write_weights
-from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client
+from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client, wait_until_following
 from robot_client import protocol
 
 
@@ -112,7 +112,7 @@ def test_right_turn_then_stop_on_silence(tmp_path):
     sock, endpoint = publisher()
     client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 300, tmp_path=tmp_path)
     try:
-        time.sleep(1.0)  # the client starts (slowly, as on a brick) and subscribes
+        wait_until_following(client, tmp_path / "client.log")
         send_for(sock, 1.5, offset_x=0.6)
         t_last = time.monotonic()
         assert turning_right(tree), tree.log[-6:]
@@ -134,7 +134,7 @@ def test_sigterm_stops_the_motors(tmp_path):
     sock, endpoint = publisher()
     client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 5000, tmp_path=tmp_path)
     try:
-        time.sleep(1.0)
+        wait_until_following(client, tmp_path / "client.log")
         send_for(sock, 1.0, offset_x=-0.6)
         assert tree.last("outC", "command") == "run-timed"
         t_term = time.monotonic()
@@ -171,10 +171,8 @@ def test_protocol_refuses_non_finite_numbers():
 
 def test_malformed_messages_are_counted_and_ignored(tmp_path):
     sock, endpoint = publisher()
-    client = subprocess.Popen([ev3_python(), "-m", "robot_client", "--connect", endpoint, "--dry-run",
-                               "--run-seconds", "5", "--log-level", "info"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1.2)
+    client = start_client("--connect", endpoint, "--dry-run", "--run-seconds", 5, tmp_path=tmp_path)
+    wait_until_following(client, tmp_path / "client.log")
     bad = [b"person ", b"person {not json", b"person " + '{"v":1}'.encode(), b"person [1,2]",
            b"person \xff\xfe", protocol.encode("person", {"v": 2})[:-1] + b"}",
            b'person {"v":1,"seq":"x"}', b"status " + b'{"v":1,"state":"dancing"}', *non_finite_frames()]
@@ -185,8 +183,9 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     for seq in range(10, 20):
         sock.send(person_message(seq, offset_x=0.7))
         time.sleep(0.03)
-    output, _ = client.communicate(timeout=15)
+    client.wait(timeout=15)
     sock.close()
+    output = (tmp_path / "client.log").read_text()
     assert client.returncode == 0, output
     assert "Traceback" not in output
     # Only the good messages (a person on the right) were driven on, none of the garbage (which
@@ -244,9 +243,7 @@ def test_tunnel_death_is_noticed_and_repaired(tmp_path, sshd):
                           tmp_path=tmp_path)
     log = tmp_path / "client.log"
     try:
-        deadline = time.monotonic() + 30
-        while "ssh tunnel started" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until_following(client, log)  # the tunnel is up
         pid = int(re.search(r"ssh tunnel started \(pid (\d+)\)", log.read_text()).group(1))
         send_for(sock, 1.5)
         assert re.search(r"drive left=\+\d+\.\d% right=-\d+\.\d%", log.read_text())  # turning towards the person
@@ -290,7 +287,8 @@ def test_killed_or_hung_up_client_leaves_motors_that_stop_by_themselves(tmp_path
                "hup": start_client(*common, "--sysfs-root", trees["hup"].root, tmp_path=tmp_path, log_name="hup.log",
                                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})}
     try:
-        time.sleep(1.0)
+        for name, client in clients.items():
+            wait_until_following(client, tmp_path / f"{name}.log")
         renewed = lambda: all(len(run_timed_commands(tree, port)) >= 5 for tree in trees.values() for port in ("outB", "outC"))
         seq, deadline = 0, time.monotonic() + 10  # the clients may take a while to start on a busy machine
         while not renewed() and time.monotonic() < deadline:
@@ -358,7 +356,7 @@ def test_backlog_after_a_stall_is_not_driven_on(tmp_path):
     sock, endpoint = publisher()
     client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 500, tmp_path=tmp_path)
     try:
-        time.sleep(1.0)
+        wait_until_following(client, tmp_path / "client.log")
         seq = send_for(sock, 1.0, found=False)  # nobody in view; the client learns the link's usual delay
         t_last = time.time()
         time.sleep(1.5)  # the Wi-Fi stalls; meanwhile the daemon publishes into TCP/SSH buffers ...
