@@ -9,6 +9,7 @@ unless renewed (motors.py), so a killed or hung client stops the wheels too.
 import argparse
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -27,6 +28,7 @@ log = logging.getLogger("robot_client")
 
 LOOP_S = 0.02        # decisions are re-taken at least this often, messages or not
 REPORT_EVERY_S = 10.0
+EX_SIGPIPE = 141     # what a shell reports for a process ended by SIGPIPE
 
 
 def subscriber(context, endpoint, topic):
@@ -213,7 +215,18 @@ def _terminate(signum, frame):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # The reader of --dry-run or --calibrate output went away (`robot-client --dry-run | head`):
+        # a normal end, after the `finally` below has stopped the motors. stdout goes to /dev/null
+        # so that the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_SIGPIPE
+
+
+def _main(argv):
+    args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # SIGHUP: the ssh session that started the client by hand is gone; stop like SIGTERM
     for signum in (signal.SIGTERM, signal.SIGHUP):

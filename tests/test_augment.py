@@ -125,3 +125,15 @@ def test_augmenter_policies(tmp_path):
     cfg = tmp_path / "small.cfg"
     cfg.write_text("[net]\nwidth=112\nheight=96\nsaturation=.75\n[detection]\njitter=.1\n")
     assert augment.AugmentParams.from_cfg(cfg) == augment.AugmentParams(112, 96, jitter=0.1, saturation=0.75)
+
+
+def test_resize_is_darknets_like_inference():
+    """Training resizes as inference does (Darknet's resize_image), to the byte after rounding."""
+    from test_preprocess import camera_frame, darknet_resize_loops
+    frame_bgr = camera_frame(64, 80, seed=5)
+    resized = augment.resize(frame_bgr, 56, 48)
+    rgb01 = (frame_bgr[..., ::-1].transpose(2, 0, 1) / np.float32(255.0)).astype(np.float32)
+    expected = np.rint(darknet_resize_loops(rgb01, 56, 48)[::-1].transpose(1, 2, 0) * 255)
+    assert resized.shape == (48, 56, 3) and resized.dtype == np.uint8
+    assert np.abs(resized.astype(np.int16) - expected).max() <= 1
+    assert augment.resize(frame_bgr, 80, 64) is frame_bgr

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from darknet_files import make_params, write_weights
 from detector.errors import UserError
 from detector.model.engines import create_engine
 from detector.model.predictor import Predictor
@@ -190,15 +191,31 @@ def test_planted_person_is_where_fp32_puts_it(person_at_both_precisions, test_im
            [("person", 0.75, pytest.approx(0.4), pytest.approx(0.2), pytest.approx(0.5))]
 
 
-def test_raw_outputs_on_the_shared_photos(person_at_both_precisions, media):
-    """Within 2% of fp32's largest output (the last connected layer, which carries the planted
-    values, stays float32; quantized, it moved them by 2.06%)."""
+SHARED_PHOTOS = ("darknet_person.jpg", "darknet_dog.jpg", "darknet_kite.jpg", "skimage_astronaut.png")
+
+
+def test_planted_outputs_on_the_shared_photos(person_at_both_precisions, media):
+    """The last connected layer stays float32, so values it carries come through int8 whole
+    (quantized, it moved the planted ones by 2.06% of the largest output)."""
     fp32, int8 = person_at_both_precisions
-    for photo in ("darknet_person.jpg", "darknet_dog.jpg", "darknet_kite.jpg", "skimage_astronaut.png"):
+    for photo in SHARED_PHOTOS:
         frame = cv2.imread(str(media / photo))
         expected, found = fp32.predict(frame), int8.predict(frame)
-        assert relative_error(found.raw, expected.raw) <= 0.02, photo
+        assert relative_error(found.raw, expected.raw) <= 1e-6, photo
         assert [d.to_dict() for d in found.detections] == [d.to_dict() for d in expected.detections]
+
+
+def test_raw_outputs_of_a_computing_network_on_the_shared_photos(tmp_path, media):
+    """A yolov1-tiny whose every layer computes (generated weights, seed 3): int8 follows fp32 to
+    within 6% of the largest output, measured 4.2-5.0% (README, "int8": the issue's 2% is not
+    reached on untrained weights, which is why fp32 stays the default)."""
+    weights = tmp_path / "computing.weights"
+    write_weights(weights, make_params("yolov1-tiny", 3))
+    model = load_model(weights)
+    fp32, int8 = (Predictor(create_engine(model, "onnxruntime", precision=p)) for p in ("fp32", "int8"))
+    errors = [relative_error(int8.predict(frame).raw, fp32.predict(frame).raw)
+              for frame in (cv2.imread(str(media / photo)) for photo in SHARED_PHOTOS)]
+    assert all(0 < error <= 0.06 for error in errors), errors
 
 
 def test_bench_compares_precisions_in_one_run(small):

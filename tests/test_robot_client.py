@@ -196,6 +196,37 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     assert done and int(done.group(2)) == len(bad) and int(done.group(1)) >= 1, output
 
 
+def test_brick_unit_stops_the_motors_whatever_ends_the_client():
+    """The brick's unit keeps the safety nets the README's safety table counts on: a watchdog that
+    kills a hung loop, a brake after any end, restarts; and the brake names the driven ports."""
+    settings = {}
+    for line in (ROOT / "systemd" / "robot-client.service").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.strip()
+    assert settings["Type"] == "notify" and settings["NotifyAccess"] == "main"
+    assert 0 < float(settings["WatchdogSec"]) <= 10
+    assert settings["Restart"] == "always" and settings["KillSignal"] == "SIGTERM"
+    start, brake = settings["ExecStart"].split(), settings["ExecStopPost"].split()
+    assert brake[:3] == ["/usr/bin/python3", "-m", "robot_client"] and "--stop-motors" in brake
+    for option in ("--left", "--right"):
+        assert brake[brake.index(option) + 1] == start[start.index(option) + 1]
+
+
+def test_a_reader_that_goes_away_ends_the_client_quietly():
+    """`robot-client --dry-run | head -1`: head takes the start-up "stop" and leaves; the client's
+    next line (its final stop) meets a closed pipe: no traceback, the shell's SIGPIPE status."""
+    sock, endpoint = publisher()
+    try:
+        result = subprocess.run(f"{ev3_python()} -m robot_client --connect {endpoint} --dry-run --run-seconds 1"
+                                " | head -1; echo \"exit=${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash",
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        sock.close()
+    assert result.stdout.splitlines() == ["stop", "exit=141"], result
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+
+
 def test_missing_motors_are_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run([ev3_python(), "-m", "robot_client", "--sysfs-root", str(tmp_path / "empty")],

@@ -245,6 +245,18 @@ def test_gpu_training_matches_cpu(tmp_path):
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("lr, base", [(None, 1e-3), (0.01, 0.01)])
+def test_adam_runs_its_last_tenth_at_a_tenth_of_the_rate(tmp_path, capsys, lr, base):
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(small_cfg(size=28, filters=(4, 8)))
+    data = write_shapes(tmp_path / "data", 4, 28)
+    train(TrainOptions(str(data), cfg=str(cfg), out=str(tmp_path / "out.weights"), iterations=20, batch=2,
+                       lr=lr, json=True, log_every=1, augment="none"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rates = [line["lr"] for line in lines if "lr" in line]
+    assert rates == pytest.approx([base] * 18 + [base / 10] * 2)
+
+
 def test_adam_matches_the_textbook_formula():
     """The in-place Adam equals m_hat / (sqrt(v_hat) + eps) steps, decay as L2 on weights only."""
     from detector.model import chainer_compat  # noqa: F401
@@ -266,3 +278,34 @@ def test_adam_matches_the_textbook_formula():
             p -= 0.01 * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
     np.testing.assert_allclose(weight.array, w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bias.array, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_momentum_and_decay_follow_darknets_update():
+    """Darknet's update_connected_layer, loop by loop, over steps with a changing learning rate:
+    the layer accumulates `updates += -(sum of the batch's gradients)`, weights also get
+    `updates += -decay * batch * weights`, then `param += lr / batch * updates` and
+    `updates *= momentum`; biases are not decayed. DarknetSGD gets the batch-mean gradient."""
+    from detector.model import chainer_compat  # noqa: F401
+    import chainer
+    from detector.train.optimizers import DarknetSGD
+    rng = np.random.default_rng(1)
+    batch, momentum, decay = 8, 0.9, 0.0005
+    weight = chainer.Parameter(rng.normal(size=(3, 4)).astype(np.float32))
+    bias = chainer.Parameter(rng.normal(size=3).astype(np.float32))
+    sgd = DarknetSGD([(weight, True), (bias, False)], momentum, decay)
+    w, b = weight.array.astype(np.float64), bias.array.astype(np.float64)
+    w_updates, b_updates = np.zeros_like(w), np.zeros_like(b)
+    for lr in (0.1, 0.05, 0.2, 0.2):
+        mean_grads = [rng.normal(size=w.shape), rng.normal(size=b.shape)]
+        weight.grad, bias.grad = (g.astype(np.float32) for g in mean_grads)
+        sgd.update(lr)
+        w_updates -= batch * mean_grads[0]  # backward: the sum over the batch of -gradient
+        b_updates -= batch * mean_grads[1]
+        b += lr / batch * b_updates
+        b_updates *= momentum
+        w_updates -= decay * batch * w
+        w += lr / batch * w_updates
+        w_updates *= momentum
+    np.testing.assert_allclose(weight.array, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bias.array, b, rtol=1e-5, atol=1e-6)
+    assert np.abs(w_updates).max() > 1.0  # momentum carried something over from step to step

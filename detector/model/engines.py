@@ -37,6 +37,15 @@ class Engine:
         raise NotImplementedError
 
 
+def device_context(device: str):
+    """Where every CuPy call (allocations, kernels, copies) must run for `device` ("cpu" or
+    "gpu:N"): outside it CuPy uses the current device, 0, whatever gpu:N says."""
+    if device.startswith("gpu"):
+        import cupy
+        return cupy.cuda.Device(int(device.split(":")[1]))
+    return contextlib.nullcontext()
+
+
 class ChainerEngine(Engine):
     name = "chainer"
 
@@ -49,9 +58,7 @@ class ChainerEngine(Engine):
         self.net = TinyYoloV1(model)
         if device.startswith("gpu"):
             import cupy
-            # Every CuPy call (the input's allocation, the kernels, the copy back) runs inside this
-            # device's context: outside it CuPy uses the current device, 0, whatever gpu:N says.
-            self.device_context = lambda: cupy.cuda.Device(int(device.split(":")[1]))
+            self.device_context = lambda: device_context(device)
             with self.device_context():
                 # Moved once here; per frame only the input goes to the GPU and the output comes back.
                 self.net.to_device(f"@cupy:{device.split(':')[1]}")

@@ -64,3 +64,12 @@ def to_blob(frame_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
         np.multiply(np.take(part, rows.near, axis=0), row_near, out=blob[0, channel])
         blob[0, channel] += np.take(part, rows.far, axis=0) * row_far
     return blob
+
+
+def resize_bgr(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Darknet's resize_image of a uint8 BGR image, as uint8 BGR: training's augmentation (crop,
+    then resize, then flip and colour, as Darknet's loader) works on bytes between its steps."""
+    if image_bgr.shape[1] == width and image_bgr.shape[0] == height:
+        return image_bgr
+    rgb01 = to_blob(image_bgr, width, height)[0]
+    return np.clip(np.rint(rgb01[::-1].transpose(1, 2, 0) * np.float32(255.0)), 0, 255).astype(np.uint8)

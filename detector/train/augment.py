@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..model.cfg import _sections
+from ..model.preprocess import resize_bgr
 from .labels import LabelBoxes, Sample
 
 MIN_BOX_SIZE = 0.005     # Darknet drops truth boxes narrower or lower than this
@@ -103,10 +104,8 @@ def random_jitter_crop(image_bgr: np.ndarray, labels: LabelBoxes, jitter: float,
 
 
 def resize(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear stretch to the network input (no letterbox), the same interpolation as inference."""
-    if image_bgr.shape[1] == width and image_bgr.shape[0] == height:
-        return image_bgr
-    return cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
+    """Stretch to the network input (no letterbox) with inference's resize, Darknet's own."""
+    return resize_bgr(image_bgr, width, height)
 
 
 def hflip(image_bgr: np.ndarray, labels: LabelBoxes) -> tuple:

@@ -151,7 +151,7 @@ decay=0.0005
 saturation=1.5
 exposure=1.5
 hue=0.1
-max_batches=1000
+max_batches=5000
 {convs}
 [connected]
 output={side * side * (2 * 5 + len(CLASSES))}

