@@ -58,19 +58,17 @@ class ChainerEngine(Engine):
         self.net = TinyYoloV1(model)
         if device.startswith("gpu"):
             import cupy
-            self.device_context = lambda: device_context(device)
-            with self.device_context():
+            with device_context(device):
                 # Moved once here; per frame only the input goes to the GPU and the output comes back.
                 self.net.to_device(f"@cupy:{device.split(':')[1]}")
             self._to_device = cupy.asarray
             self._to_host = cupy.asnumpy
         else:
-            self.device_context = contextlib.nullcontext
             self._to_device = self._to_host = np.asarray
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         chainer = self._chainer
-        with self.device_context(), chainer.using_config("train", False), \
+        with device_context(self.device), chainer.using_config("train", False), \
                 chainer.using_config("enable_backprop", False):
             output = self.net(self._to_device(blob)).array
             return self._to_host(output).astype(np.float32, copy=False)
