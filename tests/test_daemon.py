@@ -131,7 +131,7 @@ def test_frames_are_encoded_once_and_only_while_someone_watches(person_weights):
                    for _ in range(2)]
         frames = Listener(daemon.pub, topics=["person"])
         try:
-            time.sleep(0.5)
+            assert frames.wait_for(lambda l: len(l.of("person")) >= 1, 30)
             before = metrics(daemon)["robot_detector_stream_frames_encoded_total"]
             first_seq = frames.of("person")[-1]["seq"]
             for viewer in viewers:
@@ -177,7 +177,10 @@ def test_camera_loss_and_recovery(tmp_path):
     with Daemon("--source", camera.url, "--weights", tmp_path / "p.weights") as daemon:
         listener = Listener(daemon.pub, topics=["status", "person"])
         try:
-            assert listener.wait_for(lambda l: any(s["state"] == "running" for s in l.of("status")), 60)
+            # frames flowing, seen by this subscriber: "running" alone can arrive before any person
+            # message does (a subscription is live for one topic a moment before the other)
+            assert listener.wait_for(lambda l: any(s["state"] == "running" for s in l.of("status"))
+                                     and len(l.of("person")) >= 3, 60)
             assert http_get(daemon.url + "/healthz")[0] == 200
             camera.stop()  # unplugged
             assert listener.wait_for(lambda l: l.of("status")[-1]["state"] == "camera_lost", 10)
