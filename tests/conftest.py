@@ -3,6 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two workers on two cores: one BLAS thread each (set before NumPy loads OpenBLAS), not two
+    # spinning threads each; the training acceptance test's mAP was measured with one thread.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 
@@ -10,6 +15,12 @@ from darknet_files import make_params, person_last_layer, write_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `long` first: with `-n 2 --dist worksteal` one worker spends the run on them
+    while the other takes the rest of the queue."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: others keep their order
 
 
 def run_cli(*args, timeout=120, **kwargs):

@@ -155,6 +155,9 @@ def test_a_stalled_viewer_does_not_stall_detection(person_weights):
         listener = Listener(daemon.pub, topics=["person"])
         try:
             assert listener.wait_for(lambda l: len(l.of("person")) >= 5, 60)
+            count = len(listener.of("person"))
+            time.sleep(2.0)
+            unwatched = len(listener.of("person")) - count  # this machine's rate, however busy it is
             stalled = socket.create_connection(("127.0.0.1", daemon.http_port))
             stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # ...and never reads
@@ -165,8 +168,8 @@ def test_a_stalled_viewer_does_not_stall_detection(person_weights):
             stalled.close()
         finally:
             listener.close()
-    # the synthetic camera gives 30 frames a second; a loop blocked by the viewer would give ~0
-    assert processed >= 30, processed
+    # a loop blocked by the viewer would give ~0; encoding for a viewer costs some of the rate
+    assert unwatched >= 10 and processed >= unwatched / 2, (unwatched, processed)
 
 
 def test_camera_loss_and_recovery(tmp_path):

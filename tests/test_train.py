@@ -111,6 +111,25 @@ def test_one_plain_sgd_step_is_darknets_update(tmp_path):
     assert not np.array_equal(values[:4], layers[0][1]["biases"])  # the first layer trains too
 
 
+def test_leaky_activation_is_darknets_value_and_gradient():
+    """Darknet: y = x if x > 0 else 0.1 x, gradient 1 if x > 0 else 0.1 (x = 0 included)."""
+    from detector.model.chainer_net import DarknetLeaky  # before chainer: its NumPy 2 shims
+    import chainer
+    from chainer import gradient_check
+    x = chainer.Variable(np.array([-3.0, -0.5, 0.0, 0.25, 2.0], np.float32))
+    y = DarknetLeaky().apply((x,))[0]
+    y.grad = np.array([1, 2, 3, 4, 5], np.float32)
+    y.backward()
+    tenth = np.float32(0.1)  # exact float32 arithmetic, as Darknet's C does
+    assert y.array.tolist() == [-3 * tenth, -0.5 * tenth, 0.0, 0.25, 2.0]
+    assert x.grad.tolist() == [tenth, 2 * tenth, 3 * tenth, 4.0, 5.0]
+    # away from the kink, the backward pass agrees with numerical differentiation
+    data = np.random.default_rng(0).uniform(0.1, 1, (3, 4)).astype(np.float32)
+    data *= np.where(np.random.default_rng(1).random((3, 4)) < 0.5, -1, 1).astype(np.float32)
+    gradient_check.check_backward(lambda v: DarknetLeaky().apply((v,))[0], data,
+                                 np.ones((3, 4), np.float32), eps=1e-3, atol=1e-3, rtol=1e-3)
+
+
 def test_freeze_changes_only_later_layers_and_seen_adds_up(tmp_path):
     """Fine-tuning a generated yolov1-tiny file: frozen layers keep every byte (batch-norm
     statistics included), the others all change, and `seen` accumulates across runs."""
@@ -261,6 +280,7 @@ def test_adam_matches_the_textbook_formula():
     """The in-place Adam equals m_hat / (sqrt(v_hat) + eps) steps, decay as L2 on weights only."""
     from detector.model import chainer_compat  # noqa: F401
     import chainer
+    from chainer import gradient_check
     from detector.train.optimizers import Adam
     rng = np.random.default_rng(0)
     weight, bias = chainer.Parameter(rng.normal(size=(3, 4)).astype(np.float32)), chainer.Parameter(np.zeros(3, np.float32))
@@ -287,6 +307,7 @@ def test_sgd_momentum_and_decay_follow_darknets_update():
     `updates *= momentum`; biases are not decayed. DarknetSGD gets the batch-mean gradient."""
     from detector.model import chainer_compat  # noqa: F401
     import chainer
+    from chainer import gradient_check
     from detector.train.optimizers import DarknetSGD
     rng = np.random.default_rng(1)
     batch, momentum, decay = 8, 0.9, 0.0005

@@ -12,6 +12,7 @@ from detector.train.trainer import TrainOptions, train
 ITERATIONS = 5000  # the shapes cfg's max_batches; measured (README): mAP 0.575 with one thread
 
 
+@pytest.mark.long  # minutes on two cores: started first (conftest)
 def test_training_from_scratch_reaches_map_one_half(tmp_path):
     train_dir = shapes.write_dataset(tmp_path / "train", 1500, seed=1, width=64, height=64)
     val_dir = shapes.write_dataset(tmp_path / "val", 150, seed=2, width=64, height=64)

@@ -22,13 +22,9 @@ class TrainableBatchNorm(DarknetBatchNorm):
     def forward(self, x):
         if not chainer.config.train:
             return super().forward(x)
-        axes = (0, 2, 3)
-        count = x.size // x.shape[1]
-        mean = x.array.mean(axis=axes)
-        variance = x.array.var(axis=axes) * (count / max(count - 1, 1))
-        self.mean[...] = ROLLING_MOMENTUM * self.mean + (1 - ROLLING_MOMENTUM) * mean
-        self.variance[...] = ROLLING_MOMENTUM * self.variance + (1 - ROLLING_MOMENTUM) * variance
-        return F.batch_normalization(x, self.scale, self.bias, eps=TRAIN_BN_EPSILON)
+        # Chainer updates the rolling values in place with the unbiased variance, as Darknet does
+        return F.batch_normalization(x, self.scale, self.bias, eps=TRAIN_BN_EPSILON, running_mean=self.mean,
+                                     running_var=self.variance, decay=ROLLING_MOMENTUM)
 
 
 class TrainableNet(TinyYoloV1):
