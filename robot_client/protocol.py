@@ -28,10 +28,22 @@ SCHEMA = {
     STATUS: {"v": int, "t": NUMBER, "state": str, "fps": NUMBER, "latency_ms": dict, "frames": int,
              "dropped": int, "engine": str, "device": str, "demo": bool},
 }
-# Person fields a sender may leave out (older daemons do); when present they must have these types.
-PERSON_OPTIONAL = {"held": bool, "cls": str}  # cls: the followed class, when not person (--target-class)
+# Fields a sender may leave out (older daemons do); when present they must have these types.
+# run_id: random per daemon start, on every topic, so that a client can tell a new daemon from the old.
+TARGET_STATES = ("tracking", "held", "lost")  # person.state: tracking/held while found, lost otherwise
+OPTIONAL = {
+    PERSON: {"run_id": str, "held": bool,
+             "cls": str,  # the followed class, when not person (--target-class)
+             "track_id": (int, type(None)),  # the followed track's id; null when found is false
+             "state": str},  # one of TARGET_STATES
+    DETECTIONS: {"run_id": str},
+    STATUS: {"run_id": str,
+             "live": bool,  # false for a file, `synthetic` or --demo; absent (older daemon): live
+             "reason": (str, type(None))},  # why the state is what it is (e.g. camera_lost: "frozen")
+}
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
+DETECTION_OPTIONAL = {"track_id": (int, type(None))}  # items of the target class: their track's id
 
 
 class ProtocolError(ValueError):
@@ -99,11 +111,16 @@ def _check_fields(payload, fields, what):
             raise ProtocolError("{}: field '{}' has type {}".format(what, name, type(value).__name__))
 
 
+def _check_optional(payload, fields, what):
+    _check_fields(payload, dict((k, t) for k, t in fields.items() if k in payload), what)
+
+
 def validate(topic, payload):
     """Raise ProtocolError unless `payload` is a valid message of `topic`."""
     if topic not in SCHEMA:
         raise ProtocolError("unknown topic {!r}".format(topic))
     _check_fields(payload, SCHEMA[topic], topic)
+    _check_optional(payload, OPTIONAL[topic], topic)
     where = _non_finite(payload, topic)
     if where:
         raise ProtocolError("{}: non-finite number (expected a finite number)".format(where))
@@ -115,12 +132,19 @@ def validate(topic, payload):
             raise ProtocolError("person: found is true but a position field is null")
         if not payload["found"] and any(value is not None for value in values):
             raise ProtocolError("person: found is false but position fields are set")
-        _check_fields(payload, dict((k, t) for k, t in PERSON_OPTIONAL.items() if k in payload), "person")
         if payload.get("held") and not payload["found"]:
             raise ProtocolError("person: held is true but found is false")
+        state = payload.get("state")
+        if state is not None and state not in TARGET_STATES:
+            raise ProtocolError("person: unknown state {!r} (expected one of {})".format(state, ", ".join(TARGET_STATES)))
+        if state is not None and (state == "lost") == payload["found"]:
+            raise ProtocolError("person: state {!r} contradicts found {}".format(state, payload["found"]))
+        if payload.get("track_id") is not None and not payload["found"]:
+            raise ProtocolError("person: track_id is set but found is false")
     elif topic == DETECTIONS:
         for index, item in enumerate(payload["detections"]):
             _check_fields(item, DETECTION_FIELDS, "detections[{}]".format(index))
+            _check_optional(item, DETECTION_OPTIONAL, "detections[{}]".format(index))
     elif topic == STATUS:
         if payload["state"] not in STATES:
             raise ProtocolError("status: unknown state {!r}".format(payload["state"]))

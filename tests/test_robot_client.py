@@ -169,6 +169,29 @@ def test_protocol_refuses_non_finite_numbers():
         protocol.validate("status", {**status, "latency_ms": {"p50": 1.0, "p95": float("-inf")}})
 
 
+def test_protocol_optional_fields_are_typed_and_consistent():
+    person = protocol.decode(person_message(1))[1]
+    status = protocol.decode(status_message())[1]
+    protocol.validate("person", {**person, "run_id": "a1b2", "track_id": 3, "state": "held", "held": True})
+    protocol.validate("status", {**status, "run_id": "a1b2", "live": False, "reason": "frozen"})
+    lost = {**person, **{name: None for name in protocol.PERSON_TARGET_FIELDS}, "found": False}
+    protocol.validate("person", {**lost, "state": "lost", "track_id": None})
+    bad = [("person", {**person, "state": "lost"}, "contradicts found"),
+           ("person", {**lost, "state": "tracking"}, "contradicts found"),
+           ("person", {**person, "state": "dancing"}, "unknown state"),
+           ("person", {**lost, "track_id": 2}, "track_id is set"),
+           ("person", {**person, "track_id": "2"}, "'track_id' has type str"),
+           ("person", {**person, "run_id": 7}, "'run_id' has type int"),
+           ("status", {**status, "live": 1}, "'live' must not be a number|'live' has type int"),
+           ("detections", {"v": 1, "seq": 1, "t_capture": 1.0, "t_publish": 1.0, "frame_w": 4, "frame_h": 4,
+                           "detections": [{"cls": "person", "cls_id": 14, "confidence": 0.5, "x": 0.5,
+                                           "y": 0.5, "w": 0.1, "h": 0.1, "track_id": True}]},
+            "'track_id' must not be a boolean")]
+    for topic, payload, message in bad:
+        with pytest.raises(protocol.ProtocolError, match=message):
+            protocol.validate(topic, payload)
+
+
 def test_malformed_messages_are_counted_and_ignored(tmp_path):
     sock, endpoint = publisher()
     client = start_client("--connect", endpoint, "--dry-run", "--run-seconds", 5, tmp_path=tmp_path)
