@@ -1,5 +1,5 @@
 """The HTTP debug stream: the tuning page, an annotated MJPEG feed, a snapshot, the page's data
-feed, status, health and metrics.
+feed, the tracks and the choice of whom to follow (choice.py), status, health and metrics.
 
 Frames are annotated and JPEG-encoded once per processed frame by one encoder thread, shared by
 every viewer, and only while someone is watching. Each viewer has its own thread that sends the
@@ -20,6 +20,7 @@ import cv2
 
 from ..annotate import draw_detections
 from ..errors import EX_CONFIG, UserError
+from .choice import ChoiceDesk, answer_target_post
 from .tuning import TuningFeed
 from .webserver import AccessPolicy, GuardedHandler, GuardedHTTPServer
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 BOUNDARY = "frame"
 HEALTHY_WITHIN_S = 2.0  # /healthz is 200 only if a frame was processed this recently
 PAGE_HTML = Path(__file__).with_name("page.html")
-ENDPOINTS = "/, /stream.mjpg, /snapshot.jpg, /feed.json, /status.json, /healthz, /metrics"
+ENDPOINTS = "/, /stream.mjpg, /snapshot.jpg, /feed.json, /tracks.json, /status.json, /healthz, /metrics"
 
 
 class DebugStream:
@@ -40,6 +41,7 @@ class DebugStream:
         self.frames_encoded = 0
         self.encode_errors = 0
         self.feed = TuningFeed()
+        self.choices = ChoiceDesk()
         self.page = PAGE_HTML.read_bytes()
         self._condition = threading.Condition()
         self._pending = None        # the newest offered frame (seq, frame_bgr, detections, target detection)
@@ -220,6 +222,8 @@ class _Handler(GuardedHandler):
             except ValueError:
                 since = 0.0
             self._send(200, "application/json", stream.feed_json(since))
+        elif path == "/tracks.json":
+            self._send(200, "application/json", stream.choices.tracks_json())
         elif path == "/status.json":
             self._send(200, "application/json", json.dumps(stream.status).encode())
         elif path == "/healthz":
@@ -230,6 +234,16 @@ class _Handler(GuardedHandler):
             self._send(200, "text/plain; version=0.0.4", stream.metrics().encode())
         else:
             self._send(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
+
+    def route_post(self, path: str, query: str) -> None:
+        if path != "/target":
+            super().route_post(path, query)
+            return
+        status, answer = answer_target_post(self.stream.choices, self.headers.get("Content-Type"),
+                                            self.headers.get("Content-Length"), self.rfile.read)
+        if status == 411 or status == 413:
+            self.close_connection = True  # the body was not read: the connection cannot be reused
+        self._send(status, "application/json", json.dumps(answer).encode())
 
     def _mjpeg(self) -> None:
         stream = self.stream

@@ -6,8 +6,9 @@
   503 straight from the accepting thread and is closed, and the connections already open go on.
 - A client that goes away at any point is a normal event: one debug line, never a traceback.
 - Access: a `Host` header must name this server (a browser tricked by DNS rebinding sends the
-  attacker's name), and with a token every path but the open ones needs it, as
-  `Authorization: Bearer TOKEN` or `?token=TOKEN`, compared in constant time.
+  attacker's name), an `Origin` header (sent by browsers) must be this server too, and with a
+  token every path but the open ones needs it, as `Authorization: Bearer TOKEN` or
+  `?token=TOKEN`, compared in constant time.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ class AccessPolicy:
             return True
         except ValueError:
             return host.rstrip(".") in self.host_names
+
+    @staticmethod
+    def origin_is_served(origin: str | None, host_header: str | None) -> bool:
+        """A browser names the site a request comes from in `Origin` (always on POST, and on a
+        script's cross-site GET): it must be this very server, as the browser addressed it."""
+        if origin is None:
+            return True  # not a browser, or a same-site GET
+        return urlsplit(origin).netloc.lower() == (host_header or "").strip().lower() != ""
 
     def token_ok(self, path: str, query: str, authorization: str | None) -> bool:
         if self.token is None or path in self.open_paths:
@@ -230,17 +239,35 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        path, _, query = self.path.partition("?")
+    def _admitted(self, path: str, query: str) -> bool:
+        """Host, Origin and token checks; a refusal is answered here."""
         policy = self.server.policy
         if not policy.host_is_served(self.headers.get("Host")):
             self.send_text(403, "this server does not serve that Host name; use its address or localhost\n")
+        elif not policy.origin_is_served(self.headers.get("Origin"), self.headers.get("Host")):
+            self.send_text(403, "requests from pages of other sites are refused\n")
         elif not policy.token_ok(path, query, self.headers.get("Authorization")):
             self.send_text(401, "this debug stream needs its access token: open /?token=TOKEN, or send "
                                 "'Authorization: Bearer TOKEN'\n",
                            [("WWW-Authenticate", 'Bearer realm="robot-detector"')])
         else:
+            return True
+        self.close_connection = True  # a refused request's body (if any) is never read
+        return False
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        path, _, query = self.path.partition("?")
+        if self._admitted(path, query):
             self.route(path, query)
+
+    def do_POST(self):  # noqa: N802
+        path, _, query = self.path.partition("?")
+        if self._admitted(path, query):
+            self.route_post(path, query)
 
     def route(self, path: str, query: str) -> None:
         raise NotImplementedError
+
+    def route_post(self, path: str, query: str) -> None:
+        self.close_connection = True
+        self.send_text(405, f"{path} takes no POST\n", [("Allow", "GET")])
