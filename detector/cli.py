@@ -246,6 +246,18 @@ def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
     sim.set_defaults(handler=cmd_simulate_follow)
 
 
+def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the person tracker, shared by `run` and `track` (config keys of the same names)."""
+    group = parser.add_argument_group("whom to follow (docs/tracking.md)")
+    group.add_argument("--relock-s", type=seconds, metavar="S",
+                       help="after the target's last sighting only the same person may be re-taken for this long (default 2)")
+    group.add_argument("--lock", choices=["auto", "manual"],
+                       help="auto: follow the largest person when nobody is followed; manual: only whom the user "
+                            "chooses (default auto)")
+    group.add_argument("--no-appearance", dest="appearance", action="store_const", const=False,
+                       help="do not re-take the lost target by the colours of its clothes")
+
+
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """Every option is also a key of the TOML config; None means 'not given here'."""
     run.add_argument("--config", metavar="FILE", help="TOML config file (command-line options override it)")
@@ -267,6 +279,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="allow a non-loopback --http address without a token")
     run.add_argument("--max-frames", type=positive_int, help="stop after N processed frames")
     run.add_argument("--max-fps", type=positive_number, help="process at most this many frames a second (saves CPU)")
+    add_tracker_arguments(run)
     camera = run.add_argument_group("camera format (V4L2 cameras; the log and `status` say what was granted)")
     camera.add_argument("--width", dest="camera_width", type=positive_int, help="frame width to ask for")
     camera.add_argument("--height", dest="camera_height", type=positive_int, help="frame height to ask for")

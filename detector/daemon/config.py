@@ -38,8 +38,10 @@ class Config:
     max_frames: int | None = None
     log_level: str = "info"
     demo: bool = False
-    track_iou: float = 0.3          # overlap that keeps the lock on the same person
-    track_grace_s: float = 0.5      # how long a lost target is held before `found` goes false
+    track_grace_s: float = 0.5      # how long an unseen target is held before `found` goes false
+    relock_s: float = 2.0           # after the last sighting, only the same person may be re-taken this long
+    lock: str = "auto"              # auto: lock the largest person when nobody is followed; manual: only a choice
+    appearance: bool = True         # re-take the lost target by its colours (see daemon/appearance.py)
     smoothing: float = 0.0          # 0: raw boxes; towards 1: heavier exponential smoothing
     status_interval_s: float = 1.0
     send_hwm: int = 10              # ZeroMQ send queue per subscriber, in messages
@@ -111,7 +113,9 @@ def validate(config: Config) -> Config:
     if c.calibration is not None and not isinstance(c.calibration, str):
         raise _fail("calibration", "a folder of photos", c.calibration)
     threshold, nms = _fraction("threshold", c.threshold), _fraction("nms", c.nms)
-    track_iou, smoothing = _fraction("track_iou", c.track_iou), _fraction("smoothing", c.smoothing, high_open=True)
+    smoothing = _fraction("smoothing", c.smoothing, high_open=True)
+    if c.lock not in ("auto", "manual"):
+        raise _fail("lock", "auto or manual", c.lock)
     classes = tuple(c.classes.split(",")) if isinstance(c.classes, str) else tuple(c.classes)
     classes = tuple(name.strip() for name in classes if name.strip())
     if c.names is not None and not isinstance(c.names, str):
@@ -139,7 +143,7 @@ def validate(config: Config) -> Config:
             raise _fail(key, "a positive whole number", value)
     if not 1 <= c.jpeg_quality <= 100:
         raise _fail("jpeg_quality", "a whole number from 1 to 100", c.jpeg_quality)
-    for key in ("track_grace_s", "status_interval_s"):
+    for key in ("track_grace_s", "relock_s", "status_interval_s"):
         value = getattr(c, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise _fail(key, "a number of seconds >= 0", value)
@@ -152,12 +156,13 @@ def validate(config: Config) -> Config:
                     "(`v4l2-ctl --list-formats-ext` lists a camera's)", c.camera_fourcc)
     if c.log_level not in ("debug", "info", "warning", "error"):
         raise _fail("log_level", "debug, info, warning or error", c.log_level)
-    for key in ("loop", "demo", "http_insecure"):
+    for key in ("loop", "demo", "http_insecure", "appearance"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, "true or false", getattr(c, key))
     _check_http_access(c)
-    return replace(c, threshold=threshold, nms=nms, track_iou=track_iou, smoothing=smoothing, classes=classes,
-                   track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s))
+    return replace(c, threshold=threshold, nms=nms, smoothing=smoothing, classes=classes,
+                   track_grace_s=float(c.track_grace_s), relock_s=float(c.relock_s),
+                   status_interval_s=float(c.status_interval_s))
 
 
 MIN_TOKEN_CHARS = 16

@@ -27,7 +27,7 @@ from ..model.network import planted_model
 from ..model.predictor import Predictor
 from .publish import Publisher
 from .stream import DebugStream
-from .tracker import TargetTracker
+from .tracker import PersonTracker
 from ..model.weights import load_model, shipped_specs
 
 log = logging.getLogger(__name__)
@@ -74,27 +74,38 @@ def finite_detections(detections) -> tuple:
     return kept, len(detections) - len(kept)
 
 
-def person_message(seq: int, frame, t_publish: float, target, target_class: str = "person") -> dict:
-    """The `person` topic; it carries "cls" when it follows another class than person (--target-class)."""
-    frame_h, frame_w = frame.image_bgr.shape[:2]
-    message = {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
-               "frame_w": frame_w, "frame_h": frame_h, "found": target is not None,
-               "held": target is not None and target.held}
+def person_message(seq: int, t_capture: float, frame_size: tuple, t_publish: float, target,
+                   target_class: str = "person") -> dict:
+    """The `person` topic for the tracker's Target; frame_size: (width, height) in pixels. It carries
+    "cls" when it follows another class than person (--target-class)."""
+    frame_w, frame_h = frame_size
+    message = {"v": protocol.VERSION, "seq": seq, "t_capture": t_capture, "t_publish": t_publish,
+               "frame_w": frame_w, "frame_h": frame_h, "found": target.found, "held": target.held,
+               "state": target.state, "track_id": target.track_id}
     if target_class != "person":
         message["cls"] = target_class
-    if target is None:
+    if not target.found:
         message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
     else:
-        message.update(x=round(target.x, 6), y=round(target.y, 6), w=round(target.w, 6), h=round(target.h, 6),
-                       area=round(target.w * target.h, 6), offset_x=round(2 * target.x - 1, 6),
+        box = target.box
+        message.update(x=round(box.x, 6), y=round(box.y, 6), w=round(box.w, 6), h=round(box.h, 6),
+                       area=round(box.w * box.h, 6), offset_x=round(2 * box.x - 1, 6),
                        confidence=round(target.confidence, 6))
     return message
 
 
-def detections_message(seq: int, frame, t_publish: float, detections) -> dict:
-    frame_h, frame_w = frame.image_bgr.shape[:2]
-    return {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
-            "frame_w": frame_w, "frame_h": frame_h, "detections": [d.to_dict() for d in detections]}
+def detections_message(seq: int, t_capture: float, frame_size: tuple, t_publish: float, detections,
+                       track_ids: dict) -> dict:
+    """track_ids: {id(detection): track id} for the detections of the followed class."""
+    frame_w, frame_h = frame_size
+    items = []
+    for detection in detections:
+        item = detection.to_dict()
+        if id(detection) in track_ids:
+            item["track_id"] = track_ids[id(detection)]
+        items.append(item)
+    return {"v": protocol.VERSION, "seq": seq, "t_capture": t_capture, "t_publish": t_publish,
+            "frame_w": frame_w, "frame_h": frame_h, "detections": items}
 
 
 def load_pipeline_model(config: Config):
@@ -120,7 +131,8 @@ class Service:
             raise UserError(str(error), EX_CONFIG) from None
         self.target_id = names.index(config.target_class)
         self.predictor = Predictor(engine, config.threshold, config.nms, names)
-        self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
+        self.tracker = PersonTracker(config.track_grace_s, config.relock_s, config.lock, config.smoothing,
+                                     config.appearance)
         self.stats = Stats()
         self.state = "starting"
         self.stop_requested = threading.Event()
@@ -176,15 +188,19 @@ class Service:
                             "and counted in status.nonfinite (are the weights damaged?)")
             self.nonfinite += nonfinite
         persons = [d for d in detections if d.cls_id == self.target_id]
-        target = self.tracker.update(persons, frame.t_monotonic)
+        tracked = self.tracker.update(frame.t_monotonic, persons, frame.image_bgr)
+        track_ids = {id(d): track_id for d, track_id in zip(persons, tracked.track_ids)}
         published = [d for d in detections if not config.classes or d.cls in config.classes]
         seq = self.stats.frames
         t_publish = time.time()
-        self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target, config.target_class))
-        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
+        frame_size = frame.image_bgr.shape[1::-1]
+        self.publisher.send(protocol.PERSON, person_message(seq, frame.t_capture, frame_size, t_publish, tracked.target,
+                                                            config.target_class))
+        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame.t_capture, frame_size, t_publish,
+                                                                    published, track_ids))
         self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
-            self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, target)
+            self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, tracked)
 
     def run(self) -> int:
         config = self.config

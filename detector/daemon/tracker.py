@@ -1,67 +1,311 @@
-"""Which person the robot follows: lock onto one, keep it by overlap, hold it through short gaps."""
+"""Which person the robot follows: a track for every person, one of them the followed target.
+
+Every detection of the target class joins a track: a constant-velocity Kalman filter over the box
+(centre x, y and size w, h, normalised to the frame) predicts where each person is and how big, and
+a detection may continue a track only inside that prediction's gate. Track ids are small integers,
+stable while the person is tracked. All limits are in seconds and in box heights, never in frames,
+so the tracker behaves alike at 30 and at 3 frames per second.
+
+The target: in `auto` mode the largest person at first; then always that track. While it is unseen
+it is `held` (reported at the motion model's prediction) for `grace_s`, then `lost`. For `relock_s`
+after the last sighting only the same person may be taken again (where its motion model predicts it,
+or, with frames, one whose upper-body colours match); after that the target is forgotten and `auto`
+locks the largest person anew, `manual` nobody until `choose()`.
+"""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ..model.decode import Detection, iou_matrix
+from ..model.decode import Detection
+from .appearance import Appearance
+
+LOCK_MODES = ("auto", "manual")
+
+# The motion model, in units of the box height (a person's apparent size: a near person moves faster
+# across the image than a far one at the same speed) and seconds. A walker's velocity is uncertain
+# by at most a walking speed, so the gate grows linearly with the time unseen, not without bound.
+MEASUREMENT_NOISE = 0.05   # std of a detection's centre and size, in box heights
+ACCELERATION_NOISE = np.array([2.0, 2.0, 0.2, 0.2])  # how fast velocity uncertainty grows, height^2/s^3 (x, y, w, h)
+VELOCITY_STD_MAX = np.array([0.4, 0.4, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
+GATE = 13.3                # squared normalised distance a match may have (chi-square, 4 dof, p = 0.01)
+FORGET_UNSEEN_S = 1.0      # a track (not the target) unseen this long is dropped
 
 
-class Target(NamedTuple):
-    detection: Detection   # the detection matched this frame, or the held one during a gap
+class Box(NamedTuple):
+    """Centre x, y and size w, h, fractions of the frame width and height."""
     x: float
     y: float
     w: float
     h: float
-    confidence: float
-    held: bool             # True while the target is not seen this frame but still within the grace period
 
 
-class TargetTracker:
-    """Locks onto the largest person when none is locked, then follows that same person (the one
-    overlapping the last box most, IoU >= `min_iou`) even when someone larger appears. A target
-    unseen for up to `grace_s` seconds is still reported (held) before it is dropped. This is the
-    system's one grace period: the robot client stops as soon as `found` is false.
+class Track(NamedTuple):
+    """One person as the tracker sees it in this frame."""
+    track_id: int
+    box: Box                 # this frame's detection, or the motion model's prediction while unseen
+    state: str               # "tracking": seen in this frame; "held": unseen, predicted
+    detection: Detection | None  # the detection this track took in this frame
 
-    `smoothing` in [0, 1): exponential smoothing of x, y, w, h (0 = none); the new value weighs
-    1 - smoothing, so 0.5 halves jitter at the cost of about one frame of lag.
+
+class Target(NamedTuple):
+    """The followed person in this frame."""
+    track_id: int | None     # None while `lost`
+    state: str               # "tracking" (seen), "held" (unseen, within the grace) or "lost"
+    box: Box | None          # seen: the detection's box (smoothed); held: the prediction; lost: None
+    confidence: float | None  # of the last detection taken (held: the last seen)
+    detection: Detection | None  # the detection taken in this frame; None while held or lost
+
+    @property
+    def found(self) -> bool:
+        return self.state != "lost"
+
+    @property
+    def held(self) -> bool:
+        return self.state == "held"
+
+
+LOST = Target(None, "lost", None, None, None)
+
+
+class TrackerUpdate(NamedTuple):
+    """What `PersonTracker.update` decided for one frame."""
+    tracks: tuple            # every Track alive in this frame (seen or held), by id
+    target: Target
+    track_ids: tuple         # for each detection passed in, in order: the id of the track it joined
+
+
+class _Axis:
+    """Constant-velocity Kalman filters for the 4 box coordinates of one track, vectorised: each
+    coordinate is an independent (position, velocity) pair, which keeps a step to a few array ops."""
+
+    def __init__(self, box: np.ndarray):
+        scale = _scale(box)
+        self.position = box.astype(np.float64)
+        self.velocity = np.zeros(4)
+        self.p00 = (MEASUREMENT_NOISE * scale) ** 2     # position variance
+        self.p01 = np.zeros(4)                          # position-velocity covariance
+        self.p11 = (VELOCITY_STD_MAX * scale) ** 2      # velocity variance: a new track's speed is unknown
+
+    def _grown(self, dt: float) -> tuple:
+        """(position, p00, p01, p11) after `dt` seconds of constant velocity."""
+        scale = _scale(self.position)
+        p11 = np.minimum(self.p11 + ACCELERATION_NOISE * scale ** 2 * dt, (VELOCITY_STD_MAX * scale) ** 2)
+        p01 = self.p01 + dt * p11
+        p00 = self.p00 + 2 * dt * self.p01 + dt * dt * p11
+        return self.position + self.velocity * dt, p00, p01, p11
+
+    def predicted(self, dt: float) -> tuple:
+        """(position, position variance) after `dt` seconds, without changing the filter."""
+        position, p00, _, _ = self._grown(dt)
+        return position, p00
+
+    def predict(self, dt: float) -> None:
+        self.position, self.p00, self.p01, self.p11 = self._grown(dt)
+
+    def correct(self, measured: np.ndarray) -> None:
+        r = (MEASUREMENT_NOISE * _scale(measured)) ** 2
+        innovation_var = self.p00 + r
+        gain_position, gain_velocity = self.p00 / innovation_var, self.p01 / innovation_var
+        innovation = measured - self.position
+        self.position = self.position + gain_position * innovation
+        self.velocity = self.velocity + gain_velocity * innovation
+        self.p11 = self.p11 - gain_velocity * self.p01
+        self.p01 = (1 - gain_position) * self.p01
+        self.p00 = (1 - gain_position) * self.p00
+
+
+def _scale(box: np.ndarray) -> np.ndarray:
+    """The box height expressed in each coordinate's unit (x and w are fractions of the width).
+    The frame is taken as 4:3; another aspect only widens or narrows the horizontal gate a little."""
+    height = max(float(box[3]), 1e-3)
+    return np.array([height * 0.75, height, height * 0.75, height])
+
+
+class _TrackState:
+    def __init__(self, track_id: int, detection: Detection, t: float):
+        self.track_id = track_id
+        self.filter = _Axis(np.array([detection.x, detection.y, detection.w, detection.h]))
+        self.t_filter = t          # the time the filter's state refers to
+        self.t_seen = t
+        self.detection: Detection | None = detection
+        self.confidence = detection.confidence
+
+    def box_at(self, t: float) -> Box:
+        position, _ = self.filter.predicted(t - self.t_filter)
+        return _clipped(position)
+
+
+def _clipped(position: np.ndarray) -> Box:
+    x, y = (min(max(float(v), 0.0), 1.0) for v in position[:2])
+    w, h = (min(max(float(v), 1e-3), 1.0) for v in position[2:])
+    return Box(x, y, w, h)
+
+
+class PersonTracker:
+    """Tracks every person and follows one of them; see the module's docstring.
+
+    grace_s: how long an unseen target is still reported (`held`) before `found` goes false.
+    relock_s: seconds after the target's last sighting during which only the same person may be taken
+      again; after that the target is forgotten.
+    lock: "auto" (the largest person is locked when nobody is followed) or "manual" (only `choose`).
+    smoothing in [0, 1): exponential smoothing of the reported box while the target is seen (0 = the
+      detection's box); the new box weighs 1 - smoothing.
+    appearance: learn the target's upper-body colours from the frames given to `update` and re-take a
+      person whose colours match during `relock_s` even outside the motion gate.
     """
 
-    def __init__(self, min_iou: float = 0.3, grace_s: float = 0.5, smoothing: float = 0.0):
-        self.min_iou = min_iou
+    def __init__(self, grace_s: float = 0.5, relock_s: float = 2.0, lock: str = "auto", smoothing: float = 0.0,
+                 appearance: bool = True):
+        if lock not in LOCK_MODES:
+            raise ValueError(f"lock must be one of {', '.join(LOCK_MODES)}, found {lock!r}")
         self.grace_s = grace_s
+        self.relock_s = relock_s
+        self.lock = lock
         self.smoothing = smoothing
-        self._target: Target | None = None
-        self._last_seen = 0.0
+        self.appearance = Appearance() if appearance else None
+        self._tracks: dict = {}          # track id -> _TrackState
+        self._next_id = 1
+        self._target_id: int | None = None
+        self._target_box: Box | None = None  # the reported (smoothed) box while seen
+        self._t_blocked_until = -math.inf    # after release(): auto mode locks nobody before this time
+        self._t = -math.inf
 
-    def update(self, persons: list, t: float) -> Target | None:
-        """persons: this frame's person detections (finite numbers only); t: the frame's capture
-        time on the monotonic clock, so that a step of the wall clock cannot stretch the grace."""
-        match = self._match(persons)
-        if match is None:
-            if self._target is not None and t - self._last_seen <= self.grace_s:
-                self._target = self._target._replace(held=True)
-                return self._target
-            self._target = None
-            return None
-        box = np.array([match.x, match.y, match.w, match.h])
-        if self._target is not None and self.smoothing:
-            previous = np.array([self._target.x, self._target.y, self._target.w, self._target.h])
-            box = self.smoothing * previous + (1 - self.smoothing) * box
-        self._target = Target(match, *map(float, box), match.confidence, False)
-        self._last_seen = t
-        return self._target
+    # --- the user's choice ---
+    def choose(self, track_id: int) -> bool:
+        """Follow track `track_id` from now on; False (and nothing changes) when no such track is alive."""
+        track = self._tracks.get(track_id)
+        if track is None:
+            return False
+        self._set_target(track)
+        return True
 
-    def _match(self, persons: list) -> Detection | None:
-        if not persons:
-            return None
-        if self._target is None:
-            return max(persons, key=lambda d: d.w * d.h)
-        last = self._target.detection
-        boxes = np.array([[last.x, last.y, last.w, last.h]] + [[d.x, d.y, d.w, d.h] for d in persons], np.float32)
-        overlaps = np.nan_to_num(iou_matrix(boxes)[0, 1:])
-        best = int(np.argmax(overlaps))
-        if overlaps[best] >= self.min_iou:
-            return persons[best]
-        return None
+    def release(self) -> None:
+        """Follow nobody: in auto mode until `relock_s` has passed, in manual mode until `choose`."""
+        self._forget_target()
+        self._t_blocked_until = self._t + self.relock_s
+
+    @property
+    def target_id(self) -> int | None:
+        return self._target_id
+
+    # --- one frame ---
+    def update(self, t_capture_s: float, detections, frame_bgr=None) -> TrackerUpdate:
+        """detections: this frame's detections of the followed class (finite numbers only);
+        t_capture_s: the frame's capture time in seconds on a clock that does not step (the daemon:
+        monotonic; `track`: the messages' t_capture); frame_bgr: the picture, for appearance (optional)."""
+        self._t = t_capture_s
+        detections = list(detections)
+        matches = self._associate(t_capture_s, detections)
+        track_ids = [None] * len(detections)
+        for index, detection in enumerate(detections):
+            track = matches.get(index)
+            if track is None:
+                track = _TrackState(self._next_id, detection, t_capture_s)
+                self._tracks[track.track_id] = track
+                self._next_id += 1
+            else:
+                track.filter.predict(t_capture_s - track.t_filter)
+                track.filter.correct(np.array([detection.x, detection.y, detection.w, detection.h]))
+                track.t_filter = track.t_seen = t_capture_s
+                track.detection, track.confidence = detection, detection.confidence
+            track_ids[index] = track.track_id
+        seen = set(track_ids)
+        for track in self._tracks.values():
+            if track.track_id not in seen:
+                track.detection = None
+        self._drop_stale(t_capture_s)
+        if self.appearance is not None and frame_bgr is not None:
+            self._learn_or_match(frame_bgr)
+        self._relock(t_capture_s)
+        target = self._report(t_capture_s)
+        tracks = tuple(Track(track.track_id, track.box_at(t_capture_s) if track.detection is None
+                             else Box(*track.detection[3:]), "tracking" if track.detection else "held", track.detection)
+                       for track in sorted(self._tracks.values(), key=lambda s: s.track_id)
+                       if t_capture_s - track.t_seen <= FORGET_UNSEEN_S)
+        return TrackerUpdate(tracks, target, tuple(track_ids))
+
+    def _associate(self, t: float, detections: list) -> dict:
+        """{detection index: track}: each pair inside the gate, greedily by normalised distance."""
+        if not detections or not self._tracks:
+            return {}
+        tracks = list(self._tracks.values())
+        measured = np.array([[d.x, d.y, d.w, d.h] for d in detections])
+        costs = np.empty((len(tracks), len(detections)))
+        for row, track in enumerate(tracks):
+            position, variance = track.filter.predicted(t - track.t_filter)
+            noise = (MEASUREMENT_NOISE * _scale(position)) ** 2
+            costs[row] = (((measured - position) ** 2) / (variance + noise)).sum(axis=1)
+        matches = {}
+        for flat in np.argsort(costs, axis=None):
+            row, column = divmod(int(flat), len(detections))
+            if costs[row, column] > GATE:
+                break
+            if column in matches or any(track is tracks[row] for track in matches.values()):
+                continue
+            matches[column] = tracks[row]
+        return matches
+
+    def _drop_stale(self, t: float) -> None:
+        for track_id in [i for i, s in self._tracks.items() if i != self._target_id and t - s.t_seen > FORGET_UNSEEN_S]:
+            del self._tracks[track_id]
+        target = self._tracks.get(self._target_id)
+        if target is not None and t - target.t_seen > max(self.relock_s, self.grace_s):
+            self._forget_target()
+
+    def _learn_or_match(self, frame_bgr) -> None:
+        target = self._tracks.get(self._target_id)
+        if target is None:
+            return
+        if target.detection is not None:
+            others = [s.detection for s in self._tracks.values() if s is not target and s.detection is not None]
+            self.appearance.learn(frame_bgr, target.detection, others)
+        elif self._t - target.t_seen > self.grace_s:
+            candidates = [s for s in self._tracks.values() if s is not target and s.detection is not None]
+            match = self.appearance.best_match(frame_bgr, [s.detection for s in candidates])
+            if match is not None:  # the same person, back outside its motion gate: it keeps its id
+                found = candidates[match]
+                del self._tracks[found.track_id]
+                found.track_id = target.track_id
+                self._tracks[found.track_id] = found
+                self._target_box = None
+
+    def _relock(self, t: float) -> None:
+        if self._target_id is not None or self.lock != "auto" or t < self._t_blocked_until:
+            return
+        seen = [s for s in self._tracks.values() if s.detection is not None]
+        if seen:
+            self._set_target(max(seen, key=lambda s: s.detection.w * s.detection.h))
+
+    def _report(self, t: float) -> Target:
+        track = self._tracks.get(self._target_id)
+        if track is None:
+            return LOST
+        if track.detection is not None:
+            box = Box(*track.detection[3:])
+            if self._target_box is not None and self.smoothing:
+                box = Box(*(self.smoothing * a + (1 - self.smoothing) * b for a, b in zip(self._target_box, box)))
+            self._target_box = box
+            return Target(track.track_id, "tracking", box, track.confidence, track.detection)
+        self._target_box = None
+        if t - track.t_seen <= self.grace_s:
+            return Target(track.track_id, "held", track.box_at(t), track.confidence, None)
+        return LOST
+
+    def _set_target(self, track: _TrackState) -> None:
+        if track.track_id != self._target_id:
+            self._target_id, self._target_box = track.track_id, None
+            if self.appearance is not None:
+                self.appearance.reset()
+        self._t_blocked_until = -math.inf
+
+    def _forget_target(self) -> None:
+        if self._target_id is not None:
+            track = self._tracks.get(self._target_id)
+            self._target_id, self._target_box = None, None
+            if track is not None and self._t - track.t_seen > FORGET_UNSEEN_S:
+                del self._tracks[track.track_id]
+        if self.appearance is not None:
+            self.appearance.reset()
