@@ -4,6 +4,7 @@ real mouse events at page coordinates (Input.dispatchMouseEvent), the page's own
 The protocol is spoken over `--remote-debugging-pipe` (JSON messages ended by a NUL byte, the
 browser reading fd 3 and writing fd 4), so it needs neither a port nor a websocket library.
 """
+import fcntl
 import json
 import os
 import select
@@ -15,16 +16,24 @@ class DevToolsError(Exception):
     pass
 
 
+def _moved_above(fd, lowest):
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, lowest)
+    os.close(fd)
+    return moved
+
+
 class Chromium:
     def __init__(self, chromium, profile_dir, size=(1000, 800)):
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
+        # above 4, so that putting one on fd 3 cannot overwrite the other before it is copied to fd 4
+        to_browser_r, from_browser_w = (_moved_above(fd, 10) for fd in (to_browser_r, from_browser_w))
         args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
                 "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile_dir}",
                 f"--window-size={size[0]},{size[1]}", "--remote-debugging-pipe", "about:blank"]
-        # the shell puts the pipes on the descriptors the browser expects
+        # bash (dash takes one-digit descriptors only) puts the pipes where the browser expects them
         self.process = subprocess.Popen(
-            ["/bin/sh", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', *args],
+            ["/bin/bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', *args],
             pass_fds=(to_browser_r, from_browser_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_browser_r)
         os.close(from_browser_w)

@@ -76,6 +76,7 @@ class DebugStream:
     def offer(self, seq: int, t_capture: float, frame_bgr, detections, tracked) -> None:
         """`tracked`: the tracker's TrackerUpdate for this frame."""
         self.feed.add_frame(t_capture, detections, tracked.target)
+        self.choices.show(seq, t_capture, tracked)
         with self._condition:
             self._pending = (seq, frame_bgr, detections, tracked.target.detection)
             self._t_last_offer = time.monotonic()
