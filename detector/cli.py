@@ -221,8 +221,16 @@ def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
     world.add_argument("--vfov", dest="vfov_deg", metavar="DEG", type=positive_number, help="degrees (default 45)")
     world.add_argument("--person-height", dest="person_height_m", metavar="M", type=positive_number, help="m (default 1.7)")
     world.add_argument("--person-width", dest="person_width_m", metavar="M", type=positive_number, help="m (default 0.45)")
-    world.add_argument("--path", choices=["arcs", "stand"],
-                       help="arcs: straight, left arc, right arc, straight, then stand; stand: stand only (default arcs)")
+    world.add_argument("--path", choices=["arcs", "stand", "cross"],
+                       help="arcs: straight, left arc, right arc, straight, then stand; stand: stand only; cross: "
+                            "straight while another person crosses in between, then stand (default arcs)")
+    world.add_argument("--miss", type=fraction, help="share of detections missed at random (default 0)")
+    world.add_argument("--crosser-speed", dest="crosser_speed_m_s", metavar="M/S", type=positive_number,
+                       help="cross: the other person's speed, m/s (default 1.0)")
+    world.add_argument("--crosser-at", dest="crosser_at_s", metavar="S", type=positive_number,
+                       help="cross: when they cross the followed person's line, s (default 3)")
+    world.add_argument("--crosser-gap", dest="crosser_gap_m", metavar="M", type=float,
+                       help="cross: how far in front of the followed person they cross, m; negative: behind (default 0.5)")
     world.add_argument("--walk-speed", dest="walk_speed_m_s", metavar="M/S", type=positive_number, help="m/s (default 0.2)")
     world.add_argument("--arc-radius", dest="arc_radius_m", metavar="M", type=positive_number, help="m (default 1.5)")
     world.add_argument("--arc-deg", metavar="DEG", type=positive_number, help="degrees turned in each arc (default 90)")
