@@ -81,6 +81,16 @@ def test_readme_is_a_short_guide():
     assert lines < README_MAX_LINES, f"README.md has {lines} lines; keep it under {README_MAX_LINES}: move details to docs/"
 
 
+def test_readme_commands_are_what_ci_runs():
+    """CI does exactly the README's set-up and runs exactly the README's test command."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    setup = next(line.strip() for line in ci if line.strip().startswith("scripts/"))
+    test = ci[ci.index("# The README's test command:") + 1].strip()
+    assert setup == "scripts/setup" and any(line.split("#")[0].strip() == setup for line in readme), setup
+    assert any(line.strip() == test for line in readme), f"README.md lacks CI's test command: {test}"
+
+
 def test_every_relative_link_resolves():
     problems = [problem for path in documents(ROOT) for problem in link_problems(path, ROOT)]
     assert len(documents(ROOT)) > 10  # the README, weights/README.md and the docs tree were found
