@@ -307,3 +307,26 @@ def test_a_refused_choice_is_withdrawn_not_applied_when_frames_come_back():
         desk.apply(tracker)
         answer.join(0.01)
     assert tracker.update(0.2, people).target.track_id == small_id
+
+
+def test_manual_mode_follows_only_whom_the_user_chooses(two_people):
+    """lock = "manual": nobody until a choice; after a release nobody again, also past relock_s."""
+    with Daemon(*daemon_args(two_people, "--lock", "manual", "--relock-s", "1")) as daemon:
+        listener = Listener(daemon.pub, topics=["person"])
+        try:
+            assert listener.wait_for(lambda l: len(l.of("person")) >= 10, 60)
+            assert not any(m["found"] for m in listener.of("person"))
+            shown = tracks(daemon)
+            assert shown["target"] is None and len(shown["tracks"]) == 2, shown
+            [small_id] = [t["track_id"] for t in shown["tracks"] if t["x"] > 0.5]
+            status, _, _ = post(daemon.http_port, json.dumps({"track_id": small_id}).encode(), [JSON])
+            assert status == 200
+            listener.messages.clear()
+            assert wait_following(listener, SMALL, 10) and followed(listener)["track_id"] == small_id
+            assert post(daemon.http_port, b'{"release": true}', [JSON])[0] == 200
+            listener.messages.clear()
+            time.sleep(2.5)  # well past relock_s
+            people = listener.of("person")
+            assert len(people) >= 10 and not any(m["found"] for m in people), people[-1]
+        finally:
+            listener.close()
