@@ -27,9 +27,10 @@ LOCK_MODES = ("auto", "manual")
 # The motion model, in units of the box height (a person's apparent size: a near person moves faster
 # across the image than a far one at the same speed) and seconds. A walker's velocity is uncertain
 # by at most a walking speed, so the gate grows linearly with the time unseen, not without bound.
-MEASUREMENT_NOISE = 0.05   # std of a detection's centre and size, in box heights
-ACCELERATION_NOISE = np.array([2.0, 2.0, 0.2, 0.2])  # how fast velocity uncertainty grows, height^2/s^3 (x, y, w, h)
-VELOCITY_STD_MAX = np.array([0.4, 0.4, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
+MEASUREMENT_NOISE = np.array([0.03, 0.03, 0.05, 0.05])  # std of a detection's x, y, w, h, in box heights
+ACCELERATION_NOISE = np.array([0.3, 0.3, 0.03, 0.03])  # how fast velocity uncertainty grows, height^2/s^3 (x, y, w, h)
+VELOCITY_STD_MAX = np.array([0.4, 0.15, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
+NEW_TRACK_VELOCITY_STD = np.array([1.0, 0.3, 0.3, 0.3])  # a new track's velocity, heights/s: up to a brisk walk
 GATE = 13.3                # squared normalised distance a match may have (chi-square, 4 dof, p = 0.01)
 FORGET_UNSEEN_S = 1.0      # a track (not the target) unseen this long is dropped
 
@@ -87,12 +88,14 @@ class _Axis:
         self.velocity = np.zeros(4)
         self.p00 = (MEASUREMENT_NOISE * scale) ** 2     # position variance
         self.p01 = np.zeros(4)                          # position-velocity covariance
-        self.p11 = (VELOCITY_STD_MAX * scale) ** 2      # velocity variance: a new track's speed is unknown
+        self.p11 = (NEW_TRACK_VELOCITY_STD * scale) ** 2  # velocity variance: a new track's speed is unknown
 
     def _grown(self, dt: float) -> tuple:
         """(position, p00, p01, p11) after `dt` seconds of constant velocity."""
+        dt = max(dt, 0.0)
         scale = _scale(self.position)
-        p11 = np.minimum(self.p11 + ACCELERATION_NOISE * scale ** 2 * dt, (VELOCITY_STD_MAX * scale) ** 2)
+        grown = np.minimum(self.p11 + ACCELERATION_NOISE * scale ** 2 * dt, (VELOCITY_STD_MAX * scale) ** 2)
+        p11 = np.maximum(self.p11, grown)  # a new track's larger uncertainty only shrinks by measurements
         p01 = self.p01 + dt * p11
         p00 = self.p00 + 2 * dt * self.p01 + dt * dt * p11
         return self.position + self.velocity * dt, p00, p01, p11
@@ -228,24 +231,26 @@ class PersonTracker:
         return TrackerUpdate(tracks, target, tuple(track_ids))
 
     def _associate(self, t: float, detections: list) -> dict:
-        """{detection index: track}: each pair inside the gate, greedily by normalised distance."""
+        """{detection index: track}: pairs inside the gate, greedily by cost (normalised distance plus
+        uncertainty); with a handful of people greedy and optimal assignment hardly ever differ."""
         if not detections or not self._tracks:
             return {}
         tracks = list(self._tracks.values())
         measured = np.array([[d.x, d.y, d.w, d.h] for d in detections])
-        costs = np.empty((len(tracks), len(detections)))
+        distances, costs = np.empty((len(tracks), len(detections))), np.empty((len(tracks), len(detections)))
         for row, track in enumerate(tracks):
             position, variance = track.filter.predicted(t - track.t_filter)
             noise = (MEASUREMENT_NOISE * _scale(position)) ** 2
-            costs[row] = (((measured - position) ** 2) / (variance + noise)).sum(axis=1)
+            distances[row] = (((measured - position) ** 2) / (variance + noise)).sum(axis=1)
+            # Not the distance alone: a track unseen for a while has a wide gate, and would take at a small
+            # distance the detection of one seen just now. Its horizontal uncertainty (where people differ
+            # most) costs as in the negative log-likelihood.
+            costs[row] = distances[row] + np.log((variance[0] + noise[0]) / noise[0])
         matches = {}
         for flat in np.argsort(costs, axis=None):
             row, column = divmod(int(flat), len(detections))
-            if costs[row, column] > GATE:
-                break
-            if column in matches or any(track is tracks[row] for track in matches.values()):
-                continue
-            matches[column] = tracks[row]
+            if distances[row, column] <= GATE and column not in matches and tracks[row] not in matches.values():
+                matches[column] = tracks[row]
         return matches
 
     def _drop_stale(self, t: float) -> None:
