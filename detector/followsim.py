@@ -186,7 +186,8 @@ def detected(scene: Scene, robot: Robot, people: list, rng: random.Random) -> li
             seen.append((forward, index, box))
     found = []
     for forward, index, box in seen:
-        hidden = any(covered(box, other) >= HIDDEN_FRACTION for other_forward, _, other in seen if other_forward < forward)
+        hidden = any(covered(box, nearer) >= HIDDEN_FRACTION for nearer_forward, _, nearer in seen
+                     if nearer_forward < forward)
         if not hidden and not (scene.miss and rng.random() < scene.miss):
             found.append((index, Detection("person", 14, 0.8, *box)))
     return found

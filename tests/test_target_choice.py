@@ -79,6 +79,15 @@ def wait_following(listener, box, timeout=30):
     return listener.wait_for(lambda l: (m := followed(l)) is not None and near(m, box), timeout)
 
 
+CHOICE_RESULT = "document.getElementById('choice-result').textContent"
+
+
+def rectangle(browser, element_id):
+    """(left, top, width, height) of an element, in page coordinates (CSS pixels)."""
+    return browser.evaluate(f"""(() => {{ const r = document.getElementById('{element_id}').getBoundingClientRect();
+                                         return [r.left, r.top, r.width, r.height]; }})()""")
+
+
 def test_a_click_on_a_person_in_the_page_makes_the_daemon_follow_them(two_people, tmp_path):
     chromium = require_program("chromium")
     with Daemon(*daemon_args(two_people), env={"ROBOT_DETECTOR_HTTP_TOKEN": TOKEN}) as daemon:
@@ -97,10 +106,9 @@ def test_a_click_on_a_person_in_the_page_makes_the_daemon_follow_them(two_people
                 assert target_id == big_id and target_label == f"#{big_id} followed", boxes
                 assert other_label == f"#{other_id}", boxes
                 # where the smaller person stands in the camera image, in page coordinates
-                image = browser.wait_for("""(() => { const r = document.getElementById('stream').getBoundingClientRect();
-                    return r.width > 100 && [r.left, r.top, r.width, r.height]; })()""")
-                assert image, "the stream is not shown"
-                left, top, width, height = image
+                assert browser.wait_for("document.getElementById('stream').getBoundingClientRect().width > 100"), \
+                    "the stream is not shown"
+                left, top, width, height = rectangle(browser, "stream")
                 x, y, w, h = SMALL
                 listener.messages.clear()
                 browser.click(left + x * width, top + (y + h / 4) * height)  # on the shirt, below the centre
@@ -108,17 +116,17 @@ def test_a_click_on_a_person_in_the_page_makes_the_daemon_follow_them(two_people
                 assert followed(listener)["track_id"] == other_id and followed(listener)["state"] == "tracking"
                 assert browser.wait_for(f"""document.querySelector('#tracks > div[data-track-id="{other_id}"]')
                                             .className === 'target'""", 10), "the page does not mark the choice"
-                assert browser.evaluate("document.getElementById('choice-result').textContent") == f"following #{other_id}"
+                assert browser.evaluate(CHOICE_RESULT) == f"following #{other_id}"
                 time.sleep(1.0)  # the choice holds, frame after frame, although the other person is larger
                 assert all(near(m, SMALL) and m["track_id"] == other_id for m in listener.of("person")[-5:])
                 # "follow nobody": released, nobody is followed (auto mode: until relock_s has passed)
-                button = browser.evaluate("""(() => { const r = document.getElementById('release').getBoundingClientRect();
-                    return [r.left + r.width / 2, r.top + r.height / 2]; })()""")
+                left, top, width, height = rectangle(browser, "release")
                 listener.messages.clear()
-                browser.click(*button)
-                assert listener.wait_for(lambda l: (m := followed(l)) is not None and not m["found"], 10), followed(listener)
+                browser.click(left + width / 2, top + height / 2)
+                assert listener.wait_for(lambda l: (m := followed(l)) is not None and not m["found"], 10), \
+                    followed(listener)
                 assert followed(listener)["state"] == "lost" and followed(listener)["track_id"] is None
-                assert browser.wait_for("document.getElementById('choice-result').textContent === 'following nobody'", 10)
+                assert browser.wait_for(f"{CHOICE_RESULT} === 'following nobody'", 10)
         finally:
             listener.close()
 
