@@ -244,6 +244,14 @@ def test_refusals_of_who_may_post_and_how(daemon):
     assert status == 413
     status, _, answer = post(port, good, [JSON, AUTH], path="/stream.mjpg")
     assert status == 405
+    # another site's script must first ask (CORS preflight); it is never granted
+    preflight = (f"OPTIONS /target HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://evil.example\r\n"
+                 "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n"
+                 "Connection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(preflight.encode())
+        answer = s.makefile("rb").read()
+    assert answer.split()[1] != b"200" and b"access-control-allow" not in answer.lower(), answer[:200]
     # the page's own request: same origin, token in the query, JSON with a charset
     origin = ("Origin", f"http://127.0.0.1:{port}")
     status, _, answer = post(port, good, [("Content-Type", "application/json; charset=utf-8"), origin],
