@@ -20,7 +20,7 @@ PERSON_HEIGHT_M, PERSON_WIDTH_M = 1.7, 0.45
 FRAME_W, FRAME_H = 640, 480
 OCCLUDED = 0.3           # share of a box's area a nearer box must cover to hide it
 EDGE_NOISE = 0.01        # std of each box edge, fraction of the frame
-EPOCH = 1.8e9            # Unix-looking capture times
+EPOCH = 1.7e9            # Unix-looking capture times (in the past: t_publish of a replay is later)
 
 
 @dataclass
