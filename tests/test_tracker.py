@@ -254,3 +254,62 @@ def test_track_bad_usage_is_one_clear_line(tmp_path, args, message, code):
     result = run_cli("track", *args, input="", cwd=tmp_path)
     assert result.returncode == code and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- appearance, through the daemon, on rendered frames ---
+
+def write_walk_out_and_back(path, fps=10):
+    """A red figure (the smaller box) alone, then a blue one (larger) stands in view; the red one leaves
+    and comes back on the far side, outside its motion gate; 7 s in all."""
+    import cv2
+    from figure_network import BLUE_BGR, FRAME_H, FRAME_W, RED_BGR, frame_with
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
+    for index in range(7 * fps):
+        t = index / fps
+        figures = [(3, 3, BLUE_BGR)] if t >= 1.0 else []
+        if t < 2.0:
+            figures.append((0, 3, RED_BGR))
+        elif t >= 3.5:
+            figures.append((6, 3, RED_BGR))
+        writer.write(frame_with(figures))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def figure_clip(tmp_path_factory):
+    from figure_network import write_figure_network
+    folder = tmp_path_factory.mktemp("figures")
+    return (*write_figure_network(folder), write_walk_out_and_back(folder / "walk-out-and-back.avi"))
+
+
+def followed_through_the_daemon(figure_clip, *options):
+    """The daemon's person messages over the clip (it plays once, then reports camera_lost)."""
+    from daemon_helpers import Daemon, Listener
+    cfg, weights, clip = figure_clip
+    daemon = Daemon("--source", clip, "--cfg", cfg, "--weights", weights, "--relock-s", 3, *options, http=False)
+    listener = Listener(daemon.pub)
+    try:
+        daemon.start()
+        assert listener.wait_for(lambda l: any(s["state"] == "camera_lost" for s in l.of("status")), timeout=60), \
+            listener.of("status")[-1:]
+    finally:
+        daemon.stop()
+        listener.close()
+    assert "Traceback" not in daemon.stderr and "ERROR" not in daemon.stderr, daemon.stderr
+    return listener.of("person")
+
+
+@pytest.mark.parametrize("appearance", [True, False], ids=["appearance", "control: --no-appearance"])
+def test_appearance_retakes_the_same_person_after_a_walk_out(figure_clip, appearance):
+    persons = followed_through_the_daemon(figure_clip, *([] if appearance else ["--no-appearance"]))
+    red_at_start = [p for p in persons if p["found"] and p["x"] < 0.2]
+    assert len(red_at_start) >= 5  # the red figure, alone at first, was locked (and learned)
+    red_id = red_at_start[0]["track_id"]
+    end = [p for p in persons if p["found"]][-5:]
+    assert len(end) == 5
+    if appearance:  # the same person, by its colours, although it came back far from where it left
+        assert all(p["x"] > 0.85 and p["track_id"] == red_id for p in end), end
+        assert not any(p["found"] and 0.4 < p["x"] < 0.6 for p in persons)  # the blue one never followed
+    else:  # without colours the red one cannot be told from a stranger: relock_s later the largest is taken
+        assert all(0.4 < p["x"] < 0.6 and p["track_id"] != red_id for p in end), end
