@@ -36,15 +36,13 @@ from ..daemon.tracker import TargetTracker
 from ..errors import EX_CONFIG, UserError
 from ..model.classnames import read_names
 from ..model.predictor import Predictor
-from .labels import LabelBoxes, format_label_lines
+from .labels import DETECTIONS_SUFFIX, LabelBoxes, format_label_lines, sidecar_path
 
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 95
 FRAME_TIMEOUT_S = 0.2
 THUMBNAIL_SIZE = (32, 24)   # near-duplicates are compared at this size, in grey
-SELECT_MODES = ("all", "uncertain", "lost")
-DETECTIONS_SUFFIX = ".detections.json"
 
 
 def clipped_labels(detections) -> tuple:
@@ -112,7 +110,7 @@ class DatasetWriter:
                     f.write(label_lines(detections))
             except FileExistsError:
                 continue  # someone else's file: leave it, take the next number
-            sidecar = self.labels / f"{name}{DETECTIONS_SUFFIX}"
+            sidecar = sidecar_path(label_path, DETECTIONS_SUFFIX)
             sidecar.write_text(json.dumps(detections_record(detections, **(about or {}))) + "\n", encoding="utf-8")
             # Written aside, then linked into place: the image appears whole or not at all, and
             # the link fails rather than replace a file that exists.

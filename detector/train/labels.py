@@ -3,14 +3,20 @@ and the one place that reads and writes Darknet's label-file format.
 
 Boxes are normalised to the image as in Darknet's label files: centre x, centre y, width, height,
 each a fraction of the image's width or height. A label file holds one `class cx cy w h` line per
-box; blank lines are allowed; an image without objects has an empty file.
+box; blank lines are allowed; an image without objects has an empty file. Beside labels/NAME.txt,
+what Darknet cannot hold lives in JSON sidecars: NAME.detections.json (collect: the model's
+confidences) and NAME.review.json (the labelling page: review mark and undo history).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+DETECTIONS_SUFFIX = ".detections.json"
+REVIEW_SUFFIX = ".review.json"
 
 
 @dataclass(frozen=True)
@@ -91,3 +97,8 @@ def parse_label_text(text: str, class_count: int) -> tuple:
         class_ids.append(class_id)
         boxes.append(values)
     return LabelBoxes(np.array(class_ids, np.int32), np.array(boxes, np.float32).reshape(-1, 4)), problems
+
+
+def sidecar_path(label_path: Path, suffix: str) -> Path:
+    """labels/NAME.txt -> labels/NAME<suffix>."""
+    return label_path.with_name(label_path.stem + suffix)
