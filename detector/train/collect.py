@@ -184,6 +184,9 @@ class LostTarget:
 
 
 class AllFrames:
+    def __init__(self, selection: Selection):
+        pass
+
     def offer(self, seen: Seen) -> list:
         return [seen]
 
@@ -206,8 +209,7 @@ def run_collect(predictor: Predictor, class_names: tuple, source: str, out, ever
                 max_frames: int | None, selection: Selection = Selection()) -> int:
     """Save frames until `max_frames`, the end of a file source, or SIGINT/SIGTERM. Returns the count."""
     writer = DatasetWriter(Path(out), class_names)
-    selector = {"all": AllFrames, "uncertain": UncertainFrames, "lost": LostTarget}[selection.mode]
-    selector = selector() if selection.mode == "all" else selector(selection)
+    selector = {"all": AllFrames, "uncertain": UncertainFrames, "lost": LostTarget}[selection.mode](selection)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):

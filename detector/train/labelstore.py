@@ -122,6 +122,10 @@ class LabelStore:
         if not paths:
             raise UserError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) to label")
         self.images = {p.relative_to(images_dir).as_posix(): p for p in paths}
+        for name, path in self.images.items():
+            if label_path_for(path) != (self.root / "labels" / name).with_suffix(".txt"):
+                raise UserError(f"{path}: an images/ folder inside images/ puts this image's label file outside "
+                                f"{self.root / 'labels'} (Darknet's rule); move the image or rename that folder")
         self._lock = threading.Lock()
 
     # --- paths, only ever from a known name ---
