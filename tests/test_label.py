@@ -3,6 +3,7 @@ files (label, review record, undo history) and its refusals."""
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -148,6 +149,10 @@ def test_abuse_is_refused_with_a_clear_error_and_changes_no_file(dataset):
             assert got == status and words in message, (body, got, answer)
         status, answer = request(server.url + "/api/labels", raw=b"x" * (1 << 20 + 1))
         assert status == 413
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:  # no Content-Length
+            raw.sendall(b"POST /api/labels HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 411 ")
         status, answer = request(server.url + "/image?name=../classes.txt")
         assert status == 404 and "not an image of this dataset" in answer["error"]
         assert snapshot(dataset) == before

@@ -133,6 +133,10 @@ def test_filters_and_navigation(tmp_path):
         browser.key("f")  # class: person -> 000001 (the only one with a person)
         browser.wait_for(f"document.body.dataset.busy === '0' && {name} === '000001.jpg'")
         assert browser.evaluate("document.getElementById('filter').selectedOptions[0].textContent") == "class: person"
+        browser.key("e")  # no objects: the boxes go, the image is reviewed
+        browser.wait_for("document.getElementById('counter').textContent === 'reviewed 2 / 4'")
+        browser.wait_for("document.body.dataset.busy === '0'")
+        assert (root / "labels" / "000001.txt").read_text() == "" and reviewed(root, "000001")
     finally:
         browser.close()
         server.stop()
