@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from cdp import Chromium
+from cdp import Browser
 from conftest import require_program
 from daemon_helpers import Daemon, Listener
 from dataset_files import write_small_model
 from detector.daemon.choice import Choice, ChoiceDesk, Refusal
 from detector.daemon.tracker import PersonTracker
+from detector.daemon.webserver import MAX_JSON_BYTES
 from detector.model.decode import Detection
 
 TOKEN = "choose-whom-to-follow-0123"
@@ -80,6 +81,7 @@ def wait_following(listener, box, timeout=30):
 
 
 CHOICE_RESULT = "document.getElementById('choice-result').textContent"
+TRACK_BOXES = "[...document.querySelectorAll('#tracks > div')]"
 
 
 def rectangle(browser, element_id):
@@ -92,42 +94,41 @@ def test_a_click_on_a_person_in_the_page_makes_the_daemon_follow_them(two_people
     chromium = require_program("chromium")
     with Daemon(*daemon_args(two_people), env={"ROBOT_DETECTOR_HTTP_TOKEN": TOKEN}) as daemon:
         listener = Listener(daemon.pub, topics=["person"])
+        browser = None
         try:
             assert wait_following(listener, BIG, 60), daemon.process.poll() or followed(listener)
             big_id = followed(listener)["track_id"]
-            with Chromium(chromium, tmp_path / "profile") as browser:
-                browser.open(f"{daemon.url}/?token={TOKEN}")
-                boxes = browser.wait_for("""(() => { const boxes = [...document.querySelectorAll('#tracks > div')];
-                    return boxes.length === 2 && boxes.map(b => [+b.dataset.trackId, b.className,
-                                                                 b.firstChild.textContent]); })()""")
-                assert boxes, "the page shows no two track boxes"
-                [(target_id, _, target_label)] = [b for b in boxes if b[1] == "target"]
-                [(other_id, _, other_label)] = [b for b in boxes if b[1] != "target"]
-                assert target_id == big_id and target_label == f"#{big_id} followed", boxes
-                assert other_label == f"#{other_id}", boxes
-                # where the smaller person stands in the camera image, in page coordinates
-                assert browser.wait_for("document.getElementById('stream').getBoundingClientRect().width > 100"), \
-                    "the stream is not shown"
-                left, top, width, height = rectangle(browser, "stream")
-                x, y, w, h = SMALL
-                listener.messages.clear()
-                browser.click(left + x * width, top + (y + h / 4) * height)  # on the shirt, below the centre
-                assert wait_following(listener, SMALL, 20), followed(listener)
-                assert followed(listener)["track_id"] == other_id and followed(listener)["state"] == "tracking"
-                assert browser.wait_for(f"""document.querySelector('#tracks > div[data-track-id="{other_id}"]')
-                                            .className === 'target'""", 10), "the page does not mark the choice"
-                assert browser.evaluate(CHOICE_RESULT) == f"following #{other_id}"
-                time.sleep(1.0)  # the choice holds, frame after frame, although the other person is larger
-                assert all(near(m, SMALL) and m["track_id"] == other_id for m in listener.of("person")[-5:])
-                # "follow nobody": released, nobody is followed (auto mode: until relock_s has passed)
-                left, top, width, height = rectangle(browser, "release")
-                listener.messages.clear()
-                browser.click(left + width / 2, top + height / 2)
-                assert listener.wait_for(lambda l: (m := followed(l)) is not None and not m["found"], 10), \
-                    followed(listener)
-                assert followed(listener)["state"] == "lost" and followed(listener)["track_id"] is None
-                assert browser.wait_for(f"{CHOICE_RESULT} === 'following nobody'", 10)
+            browser = Browser(chromium, str(tmp_path / "profile"), 1000, 800)
+            browser.open(f"{daemon.url}/?token={TOKEN}", ready=f"{TRACK_BOXES}.length === 2")
+            boxes = browser.evaluate(f"{TRACK_BOXES}.map(b => [+b.dataset.trackId, b.className, b.firstChild.textContent])")
+            [(target_id, _, target_label)] = [b for b in boxes if b[1] == "target"]
+            [(other_id, _, other_label)] = [b for b in boxes if b[1] != "target"]
+            assert target_id == big_id and target_label == f"#{big_id} followed", boxes
+            assert other_label == f"#{other_id}", boxes
+            # where the smaller person stands in the camera image, in page coordinates
+            browser.wait_for("document.getElementById('stream').getBoundingClientRect().width > 100")
+            left, top, width, height = rectangle(browser, "stream")
+            x, y, w, h = SMALL
+            listener.messages.clear()
+            browser.click((left + x * width, top + (y + h / 4) * height))  # on the shirt, below the centre
+            assert wait_following(listener, SMALL, 20), followed(listener)
+            assert followed(listener)["track_id"] == other_id and followed(listener)["state"] == "tracking"
+            browser.wait_for(f"""document.querySelector('#tracks > div[data-track-id="{other_id}"]')
+                                 .className === 'target'""", 10)  # the page marks the choice
+            assert browser.evaluate(CHOICE_RESULT) == f"following #{other_id}"
+            time.sleep(1.0)  # the choice holds, frame after frame, although the other person is larger
+            assert all(near(m, SMALL) and m["track_id"] == other_id for m in listener.of("person")[-5:])
+            # "follow nobody": released, nobody is followed (auto mode: until relock_s has passed)
+            left, top, width, height = rectangle(browser, "release")
+            listener.messages.clear()
+            browser.click((left + width / 2, top + height / 2))
+            assert listener.wait_for(lambda l: (m := followed(l)) is not None and not m["found"], 10), \
+                followed(listener)
+            assert followed(listener)["state"] == "lost" and followed(listener)["track_id"] is None
+            browser.wait_for(f"{CHOICE_RESULT} === 'following nobody'", 10)
         finally:
+            if browser:
+                browser.close()
             listener.close()
 
 
@@ -197,13 +198,14 @@ def test_tracks_json_lists_every_track_and_the_target(daemon):
     assert by_box[0.3]["target"] and not by_box[0.7]["target"] and shown["target"] == by_box[0.3]["track_id"]
     assert all(t["state"] == "tracking" and abs(t["w"] * t["h"] - 0.21 * (1 if t["x"] < 0.5 else 0.39)) < 0.03
                for t in shown["tracks"]), shown
-    status, _, _ = post(daemon.http_port, b"", path="/tracks.json", headers=[AUTH, JSON])
+    status, _, _ = post(daemon.http_port, b"{}", path="/tracks.json", headers=[AUTH, JSON])
     assert status == 405
 
 
 @pytest.mark.parametrize("body, expected", [
-    (b"{not json", "not JSON"),
-    (b"\xff\xfe", "not JSON"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b'{"track_id": NaN}', "not a number JSON allows"),
     (b"[1]", "one key"),
     (b"{}", "one key"),
     (b'{"track_id": 1, "release": true}', "one key"),
@@ -235,13 +237,13 @@ def test_refusals_of_who_may_post_and_how(daemon):
         status, _, answer = post(port, good, [("Content-Type", content_type), AUTH])
         assert status == 415 and "application/json" in error_of(answer), content_type  # what a form can send
     status, _, answer = post(port, good, [AUTH])
-    assert status == 415 and "found none" in error_of(answer)
+    assert status == 415 and "found 'none'" in error_of(answer)
     status, _, answer = post(port, good, [JSON, AUTH], content_length=False)
     assert status == 411 and "Content-Length" in error_of(answer)
-    status, _, answer = post(port, b'{"track_id": 1' + b" " * 2000 + b"}", [JSON, AUTH])
-    assert status == 413 and "1024" in error_of(answer)
+    status, _, answer = post(port, b'{"track_id": 1' + b" " * MAX_JSON_BYTES + b"}", [JSON, AUTH])
+    assert status == 413 and str(MAX_JSON_BYTES) in error_of(answer)
     status, _, answer = post(port, b"", [JSON, AUTH, ("Content-Length", "-5")], content_length=False)
-    assert status == 413
+    assert status == 411
     status, _, answer = post(port, good, [JSON, AUTH], path="/stream.mjpg")
     assert status == 405
     # another site's script must first ask (CORS preflight); it is never granted

@@ -1,9 +1,10 @@
 """Choosing whom to follow from the debug page: `GET /tracks.json` and `POST /target`.
 
 The tracker belongs to the detection loop's thread. An HTTP thread never touches it: it checks the
-request, leaves it at the `ChoiceDesk` and waits (at most `APPLY_TIMEOUT_S`) for the loop to apply
-it between two frames, so the answer says what the tracker really did. The loop only hands over
-references to what it has computed anyway; the JSON is built when a page asks.
+request (the server has already checked that it is a JSON write: webserver.py), leaves it at the
+`ChoiceDesk` and waits (at most `APPLY_TIMEOUT_S`) for the loop to apply it between two frames, so
+the answer says what the tracker really did. The loop only hands over references to what it has
+computed anyway; the JSON is built when a page asks.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import json
 import threading
 from typing import NamedTuple
 
-MAX_BODY_BYTES = 1024
 APPLY_TIMEOUT_S = 2.0
 USAGE = 'send {"track_id": N} (a track of GET /tracks.json) or {"release": true}'
 
@@ -28,17 +28,10 @@ class Choice(NamedTuple):
     track_id: int | None   # None: release (follow nobody)
 
 
-def parse_choice(content_type: str | None, body: bytes) -> Choice:
-    """The choice in a POST /target body, or a Refusal saying what is wrong with it."""
-    media_type = (content_type or "").partition(";")[0].strip().lower()
-    if media_type != "application/json":  # what an HTML form cannot send, so no other site can post
-        raise Refusal(415, f"expected Content-Type: application/json, found {content_type or 'none'}")
-    try:
-        request = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise Refusal(400, f"the body is not JSON ({error}); {USAGE}") from None
+def parse_choice(request) -> Choice:
+    """The choice in a POST /target body (parsed JSON), or a Refusal saying what is wrong with it."""
     if not isinstance(request, dict) or len(request) != 1:
-        raise Refusal(400, f"expected an object with one key, found {body[:80].decode(errors='replace')}; {USAGE}")
+        raise Refusal(400, f"expected an object with one key, found {json.dumps(request)[:80]}; {USAGE}")
     [(key, value)] = request.items()
     if key == "track_id" and type(value) is int:  # noqa: E721 (a bool is an int too, and no track)
         return Choice(value)
@@ -117,16 +110,10 @@ class ChoiceDesk:
         return ", ".join(str(t.track_id) for t in tracks)
 
 
-def answer_target_post(desk: ChoiceDesk, content_type: str | None, content_length: str | None, read_body):
-    """(HTTP status, JSON-ready answer) of a POST /target; `read_body(n)` reads n bytes of the body."""
+def answer_target_post(desk: ChoiceDesk, request) -> tuple:
+    """(HTTP status, JSON-ready answer) of a POST /target with the parsed JSON body `request`."""
     try:
-        try:
-            length = int(content_length)
-        except (TypeError, ValueError):
-            raise Refusal(411, "expected a Content-Length header with the body's size") from None
-        if not 0 <= length <= MAX_BODY_BYTES:
-            raise Refusal(413, f"the body may be at most {MAX_BODY_BYTES} bytes, found {length}")
-        choice = parse_choice(content_type, read_body(length))
+        choice = parse_choice(request)
         desk.request(choice)
     except Refusal as refusal:
         return refusal.status, {"error": str(refusal)}

@@ -236,14 +236,11 @@ class _Handler(GuardedHandler):
         else:
             self._send(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
 
-    def route_post(self, path: str, query: str) -> None:
+    def route_post(self, path: str, query: str, body) -> None:
         if path != "/target":
-            super().route_post(path, query)
+            self.send_json_error(405, f"{path} takes no writes; POST /target chooses whom to follow")
             return
-        status, answer = answer_target_post(self.stream.choices, self.headers.get("Content-Type"),
-                                            self.headers.get("Content-Length"), self.rfile.read)
-        if status == 411 or status == 413:
-            self.close_connection = True  # the body was not read: the connection cannot be reused
+        status, answer = answer_target_post(self.stream.choices, body)
         self._send(status, "application/json", json.dumps(answer).encode())
 
     def _mjpeg(self) -> None:
