@@ -37,7 +37,8 @@ def parse_choice(request) -> Choice:
         return Choice(value)
     if key == "release" and value is True:
         return Choice(None)
-    raise Refusal(400, f"expected track_id to be an integer or release to be true, found {key!r}: {value!r}; {USAGE}")
+    raise Refusal(400, f"expected track_id to be an integer or release to be true, found "
+                  f"{json.dumps(request)[:80]}; {USAGE}")
 
 
 class _Pending:
@@ -71,7 +72,6 @@ class ChoiceDesk:
                 elif not tracker.choose(request.choice.track_id):
                     request.error = Refusal(404, f"there is no track {request.choice.track_id} now "
                                                  f"(tracks: {self._track_ids() or 'none'}); {USAGE}")
-                request.done.set()
         finally:  # whatever happened, no HTTP thread waits for ever
             for request in pending:
                 request.done.set()
