@@ -16,7 +16,8 @@ UPPER_BODY = (0.15, 0.5)     # the part of the box's height read, from the top: 
 CENTRE_WIDTH = 0.6           # the middle part of the box's width (the background fills the sides)
 LEARN_RATE = 0.1             # weight of each new sighting in the learned histogram
 MIN_SIGHTINGS = 3            # sightings before the learned histogram is trusted
-MAX_DISTANCE = 0.4           # Bhattacharyya distance (0 = identical, 1 = disjoint) accepted as the same person
+MAX_PIXELS = 1024           # pixels read per box
+MAX_DISTANCE = 0.4          # Bhattacharyya distance (0 = identical, 1 = disjoint) accepted as the same person
 
 
 class Appearance:
@@ -65,7 +66,10 @@ def upper_body_histogram(frame_bgr: np.ndarray, detection) -> np.ndarray | None:
     columns = tuple(min(max(v, 0), frame_w) for v in columns)
     if rows[1] - rows[0] < 2 or columns[1] - columns[0] < 2:
         return None
-    hsv = cv2.cvtColor(frame_bgr[rows[0]:rows[1], columns[0]:columns[1]], cv2.COLOR_BGR2HSV)
+    # A histogram needs no more than about MAX_PIXELS pixels: a near person's box is sampled sparsely
+    step = max(1, int(((rows[1] - rows[0]) * (columns[1] - columns[0]) / MAX_PIXELS) ** 0.5))
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame_bgr[rows[0]:rows[1]:step, columns[0]:columns[1]:step]),
+                       cv2.COLOR_BGR2HSV)
     mask = (hsv[..., 2] >= MIN_VALUE).astype(np.uint8)
     histogram = cv2.calcHist([hsv], [0, 1], mask, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
     total = float(histogram.sum())

@@ -32,6 +32,7 @@ ACCELERATION_NOISE = np.array([0.3, 0.3, 0.03, 0.03])  # how fast velocity uncer
 VELOCITY_STD_MAX = np.array([0.4, 0.15, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
 NEW_TRACK_VELOCITY_STD = np.array([1.0, 0.3, 0.3, 0.3])  # a new track's velocity, heights/s: up to a brisk walk
 GATE = 13.3                # squared normalised distance a match may have (chi-square, 4 dof, p = 0.01)
+APPEARANCE_RECHECK_S = 0.2  # how often a candidate's colours are compared with the lost target's
 FORGET_UNSEEN_S = 1.0      # a track (not the target) unseen this long is dropped
 
 
@@ -78,9 +79,10 @@ class TrackerUpdate(NamedTuple):
     track_ids: tuple         # for each detection passed in, in order: the id of the track it joined
 
 
-class _Axis:
-    """Constant-velocity Kalman filters for the 4 box coordinates of one track, vectorised: each
-    coordinate is an independent (position, velocity) pair, which keeps a step to a few array ops."""
+class _Filter:
+    """A constant-velocity Kalman filter over one track's box: each coordinate (x, y, w, h) is an
+    independent (position, velocity) pair, so the state is five arrays of 4 and the steps are a few
+    array operations, done for all tracks at once (_grow, _corrected)."""
 
     def __init__(self, box: np.ndarray):
         scale = _scale(box)
@@ -90,49 +92,56 @@ class _Axis:
         self.p01 = np.zeros(4)                          # position-velocity covariance
         self.p11 = (NEW_TRACK_VELOCITY_STD * scale) ** 2  # velocity variance: a new track's speed is unknown
 
-    def _grown(self, dt: float) -> tuple:
-        """(position, p00, p01, p11) after `dt` seconds of constant velocity."""
-        dt = max(dt, 0.0)
-        scale = _scale(self.position)
-        grown = np.minimum(self.p11 + ACCELERATION_NOISE * scale ** 2 * dt, (VELOCITY_STD_MAX * scale) ** 2)
-        p11 = np.maximum(self.p11, grown)  # a new track's larger uncertainty only shrinks by measurements
-        p01 = self.p01 + dt * p11
-        p00 = self.p00 + 2 * dt * self.p01 + dt * dt * p11
-        return self.position + self.velocity * dt, p00, p01, p11
-
     def predicted(self, dt: float) -> tuple:
-        """(position, position variance) after `dt` seconds, without changing the filter."""
-        position, p00, _, _ = self._grown(dt)
+        """(position, position variance) after `dt` seconds."""
+        position, p00, _, _ = _grow(self.position, self.velocity, self.p00, self.p01, self.p11, max(dt, 0.0))
         return position, p00
 
-    def predict(self, dt: float) -> None:
-        self.position, self.p00, self.p01, self.p11 = self._grown(dt)
 
-    def correct(self, measured: np.ndarray) -> None:
-        r = (MEASUREMENT_NOISE * _scale(measured)) ** 2
-        innovation_var = self.p00 + r
-        gain_position, gain_velocity = self.p00 / innovation_var, self.p01 / innovation_var
-        innovation = measured - self.position
-        self.position = self.position + gain_position * innovation
-        self.velocity = self.velocity + gain_velocity * innovation
-        self.p11 = self.p11 - gain_velocity * self.p01
-        self.p01 = (1 - gain_position) * self.p01
-        self.p00 = (1 - gain_position) * self.p00
+STATE = ("position", "velocity", "p00", "p01", "p11")
+
+
+def _stacked(filters) -> list:
+    """The filters' states as arrays of shape (n, 4), in the order of STATE."""
+    return [np.array([getattr(f, name) for f in filters]) for name in STATE]
+
+
+def _corrected(position, velocity, p00, p01, p11, measured) -> tuple:
+    """The Kalman update of (n, 4) states by (n, 4) measurements, in the order of STATE."""
+    r = (MEASUREMENT_NOISE * _scale(measured)) ** 2
+    innovation_var = p00 + r
+    gain_position, gain_velocity = p00 / innovation_var, p01 / innovation_var
+    innovation = measured - position
+    return (position + gain_position * innovation, velocity + gain_velocity * innovation,
+            (1 - gain_position) * p00, (1 - gain_position) * p01, p11 - gain_velocity * p01)
+
+
+def _grow(position, velocity, p00, p01, p11, dt) -> tuple:
+    """(position, p00, p01, p11) after `dt` seconds of constant velocity; arrays of shape (..., 4), dt
+    a number or an array of shape (..., 1), so that all tracks can be predicted at once."""
+    scale = _scale(position)
+    grown = np.minimum(p11 + ACCELERATION_NOISE * scale ** 2 * dt, (VELOCITY_STD_MAX * scale) ** 2)
+    p11 = np.maximum(p11, grown)  # a new track's larger uncertainty only shrinks by measurements
+    return position + velocity * dt, p00 + 2 * dt * p01 + dt * dt * p11, p01 + dt * p11, p11
+
+
+UNITS = np.array([0.75, 1.0, 0.75, 1.0])  # a box height in fractions of the width (4:3) and of the height
 
 
 def _scale(box: np.ndarray) -> np.ndarray:
-    """The box height expressed in each coordinate's unit (x and w are fractions of the width).
-    The frame is taken as 4:3; another aspect only widens or narrows the horizontal gate a little."""
-    height = max(float(box[3]), 1e-3)
-    return np.array([height * 0.75, height, height * 0.75, height])
+    """The box height expressed in each coordinate's unit (x and w are fractions of the width), for
+    one box (4,) or many (n, 4). The frame is taken as 4:3; another aspect only widens or narrows the
+    horizontal gate a little."""
+    return np.maximum(box[..., 3:4], 1e-3) * UNITS
 
 
 class _TrackState:
     def __init__(self, track_id: int, detection: Detection, t: float):
         self.track_id = track_id
-        self.filter = _Axis(np.array([detection.x, detection.y, detection.w, detection.h]))
+        self.filter = _Filter(np.array([detection.x, detection.y, detection.w, detection.h]))
         self.t_filter = t          # the time the filter's state refers to
         self.t_seen = t
+        self.t_compared = -math.inf  # when its colours were last compared with the lost target's
         self.detection: Detection | None = detection
         self.confidence = detection.confidence
 
@@ -203,17 +212,24 @@ class PersonTracker:
         detections = list(detections)
         matches = self._associate(t_capture_s, detections)
         track_ids = [None] * len(detections)
+        if matches:  # predict and correct every matched track at once
+            columns, matched = list(matches), list(matches.values())
+            state = _stacked([track.filter for track in matched])
+            dt = np.maximum([[t_capture_s - track.t_filter] for track in matched], 0.0)
+            position, p00, p01, p11 = _grow(*state, dt)
+            measured = np.array([[detections[c].x, detections[c].y, detections[c].w, detections[c].h] for c in columns])
+            state = _corrected(position, state[1], p00, p01, p11, measured)
+            for row, (column, track) in enumerate(zip(columns, matched)):
+                for name, values in zip(STATE, state):
+                    setattr(track.filter, name, values[row])
+                track.t_filter = track.t_seen = t_capture_s
+                track.detection, track.confidence = detections[column], detections[column].confidence
         for index, detection in enumerate(detections):
             track = matches.get(index)
             if track is None:
                 track = _TrackState(self._next_id, detection, t_capture_s)
                 self._tracks[track.track_id] = track
                 self._next_id += 1
-            else:
-                track.filter.predict(t_capture_s - track.t_filter)
-                track.filter.correct(np.array([detection.x, detection.y, detection.w, detection.h]))
-                track.t_filter = track.t_seen = t_capture_s
-                track.detection, track.confidence = detection, detection.confidence
             track_ids[index] = track.track_id
         seen = set(track_ids)
         for track in self._tracks.values():
@@ -237,20 +253,24 @@ class PersonTracker:
             return {}
         tracks = list(self._tracks.values())
         measured = np.array([[d.x, d.y, d.w, d.h] for d in detections])
-        distances, costs = np.empty((len(tracks), len(detections))), np.empty((len(tracks), len(detections)))
-        for row, track in enumerate(tracks):
-            position, variance = track.filter.predicted(t - track.t_filter)
-            noise = (MEASUREMENT_NOISE * _scale(position)) ** 2
-            distances[row] = (((measured - position) ** 2) / (variance + noise)).sum(axis=1)
-            # Not the distance alone: a track unseen for a while has a wide gate, and would take at a small
-            # distance the detection of one seen just now. Its horizontal uncertainty (where people differ
-            # most) costs as in the negative log-likelihood.
-            costs[row] = distances[row] + np.log((variance[0] + noise[0]) / noise[0])
-        matches = {}
-        for flat in np.argsort(costs, axis=None):
-            row, column = divmod(int(flat), len(detections))
-            if distances[row, column] <= GATE and column not in matches and tracks[row] not in matches.values():
+        state = _stacked([track.filter for track in tracks])
+        dt = np.maximum([[t - track.t_filter] for track in tracks], 0.0)
+        position, variance, _, _ = _grow(*state, dt)
+        noise = (MEASUREMENT_NOISE * _scale(position)) ** 2
+        distances = (((measured[None] - position[:, None]) ** 2) / (variance + noise)[:, None]).sum(axis=2)
+        # Not the distance alone: a track unseen for a while has a wide gate, and would take at a small
+        # distance the detection of one seen just now. Its horizontal uncertainty (where people differ
+        # most) costs as in the negative log-likelihood.
+        costs = distances + np.log((variance[:, :1] + noise[:, :1]) / noise[:, :1])
+        costs = np.where(distances <= GATE, costs, np.inf).ravel()
+        matches, taken = {}, set()
+        for flat in np.argsort(costs).tolist():
+            if costs[flat] == np.inf:
+                break
+            row, column = divmod(flat, len(detections))
+            if column not in matches and row not in taken:
                 matches[column] = tracks[row]
+                taken.add(row)
         return matches
 
     def _drop_stale(self, t: float) -> None:
@@ -268,7 +288,11 @@ class PersonTracker:
             others = [s.detection for s in self._tracks.values() if s is not target and s.detection is not None]
             self.appearance.learn(frame_bgr, target.detection, others)
         elif self._t - target.t_seen > self.grace_s:
-            candidates = [s for s in self._tracks.values() if s is not target and s.detection is not None]
+            # each candidate is looked at every RECHECK_S, not every frame: colours hardly change faster
+            candidates = [s for s in self._tracks.values() if s is not target and s.detection is not None
+                          and self._t - s.t_compared >= APPEARANCE_RECHECK_S]
+            for candidate in candidates:
+                candidate.t_compared = self._t
             match = self.appearance.best_match(frame_bgr, [s.detection for s in candidates])
             if match is not None:  # the same person, back outside its motion gate: it keeps its id
                 found = candidates[match]
