@@ -297,12 +297,12 @@ def followed_through_the_daemon(figure_clip, *options):
         daemon.stop()
         listener.close()
     assert "Traceback" not in daemon.stderr and "ERROR" not in daemon.stderr, daemon.stderr
-    return listener.of("person")
+    return listener.of("person"), daemon.stderr
 
 
 @pytest.mark.parametrize("appearance", [True, False], ids=["appearance", "control: --no-appearance"])
 def test_appearance_retakes_the_same_person_after_a_walk_out(figure_clip, appearance):
-    persons = followed_through_the_daemon(figure_clip, *([] if appearance else ["--no-appearance"]))
+    persons, log = followed_through_the_daemon(figure_clip, *([] if appearance else ["--no-appearance"]))
     red_at_start = [p for p in persons if p["found"] and p["x"] < 0.2]
     assert len(red_at_start) >= 5  # the red figure, alone at first, was locked (and learned)
     red_id = red_at_start[0]["track_id"]
@@ -311,5 +311,33 @@ def test_appearance_retakes_the_same_person_after_a_walk_out(figure_clip, appear
     if appearance:  # the same person, by its colours, although it came back far from where it left
         assert all(p["x"] > 0.85 and p["track_id"] == red_id for p in end), end
         assert not any(p["found"] and 0.4 < p["x"] < 0.6 for p in persons)  # the blue one never followed
+        assert log.count(f"following track {red_id}") == 2 and f"target lost (track {red_id})" in log, log
     else:  # without colours the red one cannot be told from a stranger: relock_s later the largest is taken
         assert all(0.4 < p["x"] < 0.6 and p["track_id"] != red_id for p in end), end
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("relock_s = -1\n", "'relock_s' must be a number of seconds >= 0, found -1"),
+    ('lock = "sometimes"\n', "'lock' must be auto or manual, found 'sometimes'"),
+    ('appearance = "yes"\n', "'appearance' must be true or false"),
+    ("track_iou = 0.3\n", "unknown key(s) track_iou"),
+])
+def test_tracker_config_errors_exit_78(tmp_path, toml, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    result = run_cli("track", "--config", config, input="")
+    assert result.returncode == 78 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_track_takes_tracker_keys_from_the_config_file(tmp_path):
+    """lock = "manual" from the file: nobody is ever followed in a replay (nobody chooses)."""
+    walkers, duration_s = scenes.walk_across(2)
+    lines = "\n".join(frame.line() for frame in scenes.render(walkers, 5, duration_s, 2)) + "\n"
+    config = tmp_path / "manual.toml"
+    config.write_text('lock = "manual"\n')
+    manual = run_cli("track", "--config", config, input=lines)
+    auto = run_cli("track", input=lines)
+    assert manual.returncode == auto.returncode == 0, manual.stderr + auto.stderr
+    assert not any(json.loads(line.partition(" ")[2])["found"] for line in manual.stdout.splitlines())
+    assert any(json.loads(line.partition(" ")[2])["found"] for line in auto.stdout.splitlines())

@@ -117,6 +117,7 @@ class Service:
                         describe_source(self.source))
         self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
         self.nonfinite = 0      # detections dropped because a number in them was not finite
+        self._followed = None   # the track id followed in the last frame, None while nobody is
         self._hang_reported = False
         self._t_status = 0.0
 
@@ -157,6 +158,7 @@ class Service:
         if self.stream:  # the page's choice of whom to follow, made on an HTTP thread, applied here
             self.stream.choices.apply(self.tracker)
         tracked = self.tracker.update(frame.t_monotonic, persons, frame.image_bgr)
+        self._log_target(tracked.target.track_id if tracked.target.found else None)
         track_ids = {id(d): track_id for d, track_id in zip(persons, tracked.track_ids)}
         published = [d for d in detections if not config.classes or d.cls in config.classes]
         seq = self.stats.frames
@@ -169,6 +171,16 @@ class Service:
         self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
             self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, tracked)
+
+    def _log_target(self, track_id) -> None:
+        """One log line per change of whom is followed (not per held frame)."""
+        if track_id != self._followed:
+            if track_id is None:
+                log.info("target lost (track %d): nobody followed", self._followed)
+            else:
+                log.info("following track %d%s", track_id,
+                         "" if self._followed is None else f" instead of track {self._followed}")
+            self._followed = track_id
 
     def run(self) -> int:
         config = self.config
