@@ -341,3 +341,18 @@ def test_track_takes_tracker_keys_from_the_config_file(tmp_path):
     assert manual.returncode == auto.returncode == 0, manual.stderr + auto.stderr
     assert not any(json.loads(line.partition(" ")[2])["found"] for line in manual.stdout.splitlines())
     assert any(json.loads(line.partition(" ")[2])["found"] for line in auto.stdout.splitlines())
+
+
+def test_a_person_retaken_by_its_colours_keeps_its_id_in_both_topics():
+    """In-process, on rendered frames: the red figure leaves and comes back far away; within relock_s its
+    colours bring back its id, for the target and for its detection in the same frame."""
+    from figure_network import BLUE_BGR, RED_BGR, frame_with
+    red_left, red_right, blue = person(0.07, 0.5, 0.09, 0.26), person(0.93, 0.5, 0.09, 0.26), person(0.5, 0.4, 0.19, 0.53)
+    t = PersonTracker(relock_s=3.0)
+    for step in range(10):  # red alone: locked, colours learned
+        red_id = t.update(step * 0.1, [red_left], frame_with([(0, 3, RED_BGR)])).target.track_id
+    for step in range(10, 25):  # blue stands in view; red is gone
+        assert t.update(step * 0.1, [blue], frame_with([(3, 3, BLUE_BGR)])).target.detection is None
+    back = t.update(2.5, [blue, red_right], frame_with([(3, 3, BLUE_BGR), (6, 3, RED_BGR)]))
+    assert back.target.track_id == red_id and back.target.detection == red_right and back.track_ids[1] == red_id
+    assert back.track_ids[0] != red_id

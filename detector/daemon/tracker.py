@@ -211,7 +211,6 @@ class PersonTracker:
         self._t = t_capture_s
         detections = list(detections)
         matches = self._associate(t_capture_s, detections)
-        track_ids = [None] * len(detections)
         if matches:  # predict and correct every matched track at once
             columns, matched = list(matches), list(matches.values())
             state = _stacked([track.filter for track in matched])
@@ -224,16 +223,17 @@ class PersonTracker:
                     setattr(track.filter, name, values[row])
                 track.t_filter = track.t_seen = t_capture_s
                 track.detection, track.confidence = detections[column], detections[column].confidence
+        joined = []  # for each detection, its track
         for index, detection in enumerate(detections):
             track = matches.get(index)
             if track is None:
                 track = _TrackState(self._next_id, detection, t_capture_s)
                 self._tracks[track.track_id] = track
                 self._next_id += 1
-            track_ids[index] = track.track_id
-        seen = set(track_ids)
+            joined.append(track)
+        seen = {id(track) for track in joined}
         for track in self._tracks.values():
-            if track.track_id not in seen:
+            if id(track) not in seen:
                 track.detection = None
         self._drop_stale(t_capture_s)
         if self.appearance is not None and frame_bgr is not None:
@@ -244,7 +244,7 @@ class PersonTracker:
                              else Box(*track.detection[3:]), "tracking" if track.detection else "held", track.detection)
                        for track in sorted(self._tracks.values(), key=lambda s: s.track_id)
                        if t_capture_s - track.t_seen <= FORGET_UNSEEN_S)
-        return TrackerUpdate(tracks, target, tuple(track_ids))
+        return TrackerUpdate(tracks, target, tuple(track.track_id for track in joined))  # ids after a re-take
 
     def _associate(self, t: float, detections: list) -> dict:
         """{detection index: track}: pairs inside the gate, greedily by cost (normalised distance plus
