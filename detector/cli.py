@@ -34,7 +34,7 @@ def option_type(option):
         try:
             return option.from_text(text)
         except OptionError as error:
-            raise argparse.ArgumentTypeError(f"expected {error}, found {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {error}, found {option.shown(text)}") from None
     convert.__name__ = option.key  # argparse names it in errors it makes itself
     return convert
 
@@ -56,7 +56,7 @@ def add_options(parser: argparse.ArgumentParser, command: str, only=None) -> Non
     """The table's options of `command` (those named in `only`, if given) as arguments. For `run`
     nothing has a default here: an option not given leaves the config file's value or the default."""
     for option in options_for(command):
-        if option.cli_flag is None or (only is not None and option.key not in only):
+        if option.cli_flag is None or option.every_command or (only is not None and option.key not in only):
             continue
         daemon = command == DAEMON
         kwargs = {"dest": option.key, "help": help_text(option, command)}

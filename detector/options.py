@@ -42,13 +42,14 @@ def is_loopback_host(host: str) -> bool:
 # --- checks of text values: each returns None, or what was expected ---
 
 def _device(value: str):
+    """cpu, gpu, gpu:N or auto"""
     if value in ("cpu", "auto") or GPU_DEVICE.fullmatch(value):
         return None
     return "cpu, gpu, gpu:N or auto"
 
 
 def _endpoint(value: str):
-    """A ZeroMQ endpoint another process can reach: tcp://HOST:PORT or ipc://PATH."""
+    """tcp://HOST:PORT or ipc://PATH (another process must reach it: not inproc://)"""
     if value.startswith("inproc://"):
         return ("a tcp:// or ipc:// endpoint (inproc:// reaches only threads of the same process, so no "
                 "client could ever connect)")
@@ -61,6 +62,7 @@ def _endpoint(value: str):
 
 
 def _http_address(value: str):
+    """HOST:PORT, IPv4 or a host name"""
     if value.startswith("["):
         return ("an IPv4 address or host name with a port, like 127.0.0.1:8080 (the debug stream does not "
                 "listen on IPv6)")
@@ -69,6 +71,7 @@ def _http_address(value: str):
 
 
 def _fourcc(value: str):
+    """up to 4 letters or digits"""
     if re.fullmatch(r"[0-9A-Za-z ]{1,4}", value):
         return None
     return ("a pixel format code of up to 4 letters or digits, like MJPG or YUYV (`v4l2-ctl --list-formats-ext` "
@@ -79,6 +82,7 @@ MIN_TOKEN_CHARS = 16
 
 
 def _token(value: str):
+    """at least 16 printable characters, no spaces"""
     if len(value) >= MIN_TOKEN_CHARS and re.fullmatch(r"[\x21-\x7e]+", value):
         return None
     return (f"at least {MIN_TOKEN_CHARS} printable characters without spaces (make one with "
@@ -86,17 +90,20 @@ def _token(value: str):
 
 
 def _not_empty(value: str):
+    """not empty"""
     return None if value.strip() else "a camera index, a file, a URL or 'synthetic'"
 
 
 def _image_out(suffixes):
     def check(value: str):
+        """a file name ending in """
         path = Path(value)
         if path.suffix.lower() not in suffixes:
             return f"an image file name ending in {_one_of(suffixes)}"
         if not path.parent.is_dir():
             return "a file in an existing folder"
         return None
+    check.__doc__ += _one_of(suffixes) + " in an existing folder"
     return check
 
 
@@ -115,6 +122,8 @@ class Option:
     flag: str | None = ""       # "" -> --key-with-dashes; None: a config-file key only
     metavar: str | None = None
     secret: bool = False        # never echoed in an error message
+    can_be_off: bool = False    # None (TOML: false) turns it off although it has a default
+    every_command: bool = False  # a flag of every command, before or after its name (cli.build_parser)
 
     @property
     def cli_flag(self) -> str | None:
@@ -161,7 +170,7 @@ class Option:
 
     def validate(self, value):
         """`value` (from TOML, the command line or Python), normalised; OptionError if it breaks the rules."""
-        if value is None and self.default is None:
+        if value is None and (self.default is None or self.can_be_off):
             return None
         kind = self.kind
         if kind == "bool":
@@ -243,7 +252,7 @@ OPTIONS = (
     _o("pub_insecure", "allow a non-loopback --pub address: the positions of people leave the machine "
        "unauthenticated", "run", "bool", default=False),
     _o("http", "debug stream address (TOML: false for none)", "run", default="127.0.0.1:8080", check=_http_address,
-       metavar="HOST:PORT"),
+       metavar="HOST:PORT", can_be_off=True),
     _o("http_token", "access token for the debug stream (visible in `ps`: prefer http_token in the config file "
        "or $ROBOT_DETECTOR_HTTP_TOKEN)", "run", check=_token, secret=True, metavar="TOKEN"),
     _o("http_insecure", "allow a non-loopback --http address without a token", "run", "bool", default=False),
@@ -251,7 +260,8 @@ OPTIONS = (
        high=10**9, metavar="N"),
     _o("max_fps", "process at most this many frames a second, saving CPU (default: as fast as frames come)", "run",
        "float", low=1.0, high=1000.0, unit="frames per second"),
-    _o("log_level", "log level", "run", "choice", default="info", choices=LOG_LEVELS, flag=None),
+    _o("log_level", "log level (on the command line: of any command)", "run", "choice", default="info",
+       choices=LOG_LEVELS, every_command=True),
     _o("demo", "synthetic source and generated weights reporting a planted person", "run", "bool", default=False),
     _o("track_iou", "overlap that keeps the lock on the same person", "run", "float", default=0.3, low=0.0,
        high=1.0, flag=None),
@@ -371,3 +381,22 @@ def options_for(command: str) -> tuple:
 
 
 CONFIG_OPTIONS = {option.key: option for option in options_for(DAEMON)}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown_table(options) -> str:
+    """`options` as the Markdown table docs/configuration.md shows (a test keeps them equal)."""
+    rows = ["| key | flag | commands | value | default | what it does |", "|---|---|---|---|---|---|"]
+    for option in options:
+        value = option.expected() if option.kind != "text" else "text"
+        if option.check:
+            value = option.check.__doc__
+        default = ("," .join(option.default) or "all") if isinstance(option.default, tuple) else option.default
+        default = "-" if default is None else str(default).lower() if isinstance(default, bool) else default
+        flag = f"`{option.cli_flag}`" if option.cli_flag else "(config file)"
+        rows.append(f"| `{option.key}` | {flag} | {', '.join(option.commands)} | {_cell(value)} | "
+                    f"{_cell(default)} | {_cell(option.help.replace('%%', '%'))} |")
+    return "\n".join(rows)
