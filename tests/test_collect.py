@@ -31,7 +31,8 @@ def test_collect_twice_then_evaluate(tmp_path, small_model):
     dataset = load_dataset(out)
     assert len(dataset) == 4 and dataset[0].image_bgr.shape == (480, 640, 3)
     evaluated = run_cli("evaluate", out, "--weights", small_model[0], "--cfg", small_model[1], "--json")
-    assert json.loads(evaluated.stdout) == {"map": 1.0, "ap": {"person": 1.0}, "images": 4, "iou": 0.5}
+    assert json.loads(evaluated.stdout) == {"map": 1.0, "ap": {"person": 1.0}, "images": 4, "iou": 0.5,
+                                            "engine": "onnxruntime", "precision": "fp32"}
 
 
 def test_collect_refuses_a_folder_of_other_classes(tmp_path, small_model):
