@@ -39,7 +39,8 @@ def option_type(option):
     return convert
 
 
-def help_text(option, command: str) -> str:
+def help_text(option) -> str:
+    """The table's help with the range or choices and the default."""
     rules = []
     if option.kind in ("int", "float", "choice", "list"):
         rules.append(option.expected())
@@ -59,7 +60,7 @@ def add_options(parser: argparse.ArgumentParser, command: str, only=None) -> Non
         if option.cli_flag is None or option.every_command or (only is not None and option.key not in only):
             continue
         daemon = command == DAEMON
-        kwargs = {"dest": option.key, "help": help_text(option, command)}
+        kwargs = {"dest": option.key, "help": help_text(option)}
         if option.kind == "bool":
             kwargs.update(action="store_const", const=True, default=None if daemon else False)
         else:

@@ -95,15 +95,15 @@ def _not_empty(value: str):
 
 
 def _image_out(suffixes):
+    """A check of an image file to write: its type, and a folder to write it in."""
     def check(value: str):
-        """a file name ending in """
         path = Path(value)
         if path.suffix.lower() not in suffixes:
             return f"an image file name ending in {_one_of(suffixes)}"
         if not path.parent.is_dir():
             return "a file in an existing folder"
         return None
-    check.__doc__ += _one_of(suffixes) + " in an existing folder"
+    check.__doc__ = f"a file name ending in {_one_of(suffixes)} in an existing folder"
     return check
 
 
@@ -118,7 +118,8 @@ class Option:
     high: float | None = None
     unit: str = ""              # "seconds", "frames per second", ...: in messages and docs
     choices: tuple = ()         # choice: the values; list: the values each item may take
-    check: object = None        # text: a function value -> None or what was expected
+    check: object = None        # text: a function value -> None or what was expected (its docstring:
+                                # the rule, in the docs)
     flag: str | None = ""       # "" -> --key-with-dashes; None: a config-file key only
     metavar: str | None = None
     secret: bool = False        # never echoed in an error message
@@ -128,10 +129,6 @@ class Option:
     @property
     def cli_flag(self) -> str | None:
         return "--" + self.key.replace("_", "-") if self.flag == "" else self.flag
-
-    @property
-    def in_config(self) -> bool:
-        return DAEMON in self.commands
 
     def expected(self) -> str:
         """What a valid value looks like, for messages and the docs."""
@@ -152,14 +149,9 @@ class Option:
 
     def from_text(self, text: str):
         """A command-line value, converted and checked."""
-        if self.kind == "int":
+        if self.kind in ("int", "float"):
             try:
-                value = int(text)
-            except ValueError:
-                raise OptionError(self.expected()) from None
-        elif self.kind == "float":
-            try:
-                value = float(text)
+                value = int(text) if self.kind == "int" else float(text)
             except ValueError:
                 raise OptionError(self.expected()) from None
         elif self.kind in ("names", "list"):
@@ -208,15 +200,19 @@ class Option:
 
 
 def _number(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else f"{value:,}".replace(",", "_") if value >= 100_000 else str(value)
+    """1.0 -> 1, 1000000 -> 1_000_000 (a form Python and TOML both read)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return f"{value:_}" if value >= 100_000 else str(value)
 
 
 def _one_of(choices) -> str:
     return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
 
 
-def _o(key, help, commands, kind="text", **rules) -> Option:
-    return Option(key, help, tuple(commands.split()) if isinstance(commands, str) else commands, kind, **rules)
+def _o(key, help, commands: str, kind="text", **rules) -> Option:
+    """An Option, its commands given as one space-separated string."""
+    return Option(key, help, tuple(commands.split()), kind, **rules)
 
 
 MODEL = " ".join(MODEL_COMMANDS)

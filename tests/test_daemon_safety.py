@@ -264,7 +264,7 @@ def test_wrong_config_values_exit_78_with_one_line(tmp_path, toml, message):
 
 def test_camera_options_on_the_command_line(tmp_path):
     for args, code, message in [
-        (["--fourcc", "MJPEG"], 78, "'camera_fourcc' must be a pixel format code"),
+        (["--fourcc", "MJPEG"], 2, "--fourcc: expected a pixel format code of up to 4 letters or digits"),
         (["--width", "0"], 2, "--width: expected a whole number of pixels from 16 to 7680, found '0'"),
         (["--fps", "nan"], 2, "--fps: expected a number of frames per second from 1 to 240, found 'nan'"),
         (["--max-fps", "inf"], 2, "--max-fps: expected a number of frames per second from 1 to 1000, found 'inf'"),
