@@ -53,10 +53,8 @@ def _endpoint(value: str):
     if value.startswith("inproc://"):
         return ("a tcp:// or ipc:// endpoint (inproc:// reaches only threads of the same process, so no "
                 "client could ever connect)")
-    match = re.fullmatch(r"tcp://(\S+):(\d+|\*)", value)
-    if match and (match.group(2) == "*" or int(match.group(2)) <= 65535):
-        return None
-    if re.fullmatch(r"ipc://\S+", value):
+    tcp = re.fullmatch(r"tcp://\S+:(\d+|\*)", value)  # port * : one the system picks
+    if (tcp and (tcp.group(1) == "*" or int(tcp.group(1)) <= 65535)) or re.fullmatch(r"ipc://\S+", value):
         return None
     return "a ZeroMQ endpoint like tcp://127.0.0.1:5556 or ipc:///run/robot-detector/detector.sock"
 
