@@ -235,7 +235,6 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model.weights import PRETRAINED
     # Accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value
     # given before it to its own default.
     common = Parser(add_help=False)
@@ -291,14 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           parser_class=Parser)
     verify = weights_commands.add_parser("verify", parents=[common], help="say what a weights file is and whether it loads")
     verify.add_argument("path")
-    verify.add_argument("--cfg")
+    add_options(verify, "weights-verify")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_weights_verify)
     fetch = weights_commands.add_parser("fetch", parents=[common], help="download the public pretrained weights")
-    fetch.add_argument("--dest", metavar="DIR", help="where to save (default: the first writable folder of the "
-                       "weights search path, see --weights)")
-    fetch.add_argument("--model", default="yolov1-tiny", choices=[p.cfg for p in PRETRAINED] + ["all"])
-    fetch.add_argument("--mirror", metavar="URL", help="base URL of a mirror holding the same file names")
+    add_options(fetch, "weights-fetch")
     fetch.set_defaults(handler=cmd_weights_fetch)
     return parser
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model.engines import ENGINES, GPU_DEVICE, PRECISIONS
+from .model.weights import PRETRAINED
 from .train.augment import POLICIES as AUGMENT_POLICIES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -90,6 +91,11 @@ def _token(value: str):
 def _not_empty(value: str):
     """not empty"""
     return None if value.strip() else "a camera index, a file, a URL or 'synthetic'"
+
+
+def _url(value: str):
+    """an http://, https:// or file:// URL"""
+    return None if re.fullmatch(r"(https?|file)://\S+", value) else "an http://, https:// or file:// URL"
 
 
 def _image_out(suffixes):
@@ -304,6 +310,14 @@ OPTIONS = (
     _o("source", "video source for --pipeline", "bench", default="synthetic", check=_not_empty),
     _o("model", "shipped cfg to benchmark with generated weights when --weights is not given", "bench",
        default="yolo-tiny"),
+
+    # --- weights verify, weights fetch ---
+    _o("cfg", "Darknet cfg file or shipped model name (default: chosen by the file's size)", "weights-verify"),
+    _o("dest", "where to save (default: the first writable folder of the weights search path, see --weights)",
+       "weights-fetch", metavar="DIR"),
+    _o("model", "the pretrained model to download, or all", "weights-fetch", "choice", default="yolov1-tiny",
+       choices=(*(p.cfg for p in PRETRAINED), "all")),
+    _o("mirror", "base URL of a mirror holding the same file names", "weights-fetch", check=_url, metavar="URL"),
 
     # --- train ---
     _o("val", "held-out dataset: mAP@0.5 at the end (and every --eval-every)", "train", metavar="DATASET"),
