@@ -332,7 +332,8 @@ OPTIONS = (
     _o("iterations", "batches to train (default: the cfg's max_batches, else 1000)", "train", "int", low=1,
        high=10**7),
     _o("batch", "images per iteration", "train", "int", default=8, low=1, high=1024),
-    _o("optimizer", "adam, or sgd: Darknet's SGD with the cfg's rate and policy", "train", "choice",
+    _o("optimizer", "adam (measured: docs/measurements/training.md), or sgd: Darknet's SGD with the cfg's rate and "
+       "policy", "train", "choice",
        default="adam", choices=("adam", "sgd")),
     _o("lr", "learning rate (default: adam 0.001, a tenth of it for the run's last tenth; sgd the cfg's rate "
        "and policy)", "train", "float", low=0.0, high=10.0),
