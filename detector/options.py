@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model.engines import ENGINES, GPU_DEVICE, PRECISIONS
-from .model.weights import PRETRAINED
+from .model.weights import CFG_DIR, PRETRAINED
 from .train.augment import POLICIES as AUGMENT_POLICIES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -308,8 +308,8 @@ OPTIONS = (
     _o("max", "stop after N frames (default: Ctrl-C stops)", "collect", "int", low=1, high=10**7, metavar="N"),
     _o("out", "dataset folder to add to", "collect", default="dataset"),
     _o("source", "video source for --pipeline", "bench", default="synthetic", check=_not_empty),
-    _o("model", "shipped cfg to benchmark with generated weights when --weights is not given", "bench",
-       default="yolo-tiny"),
+    _o("model", "shipped cfg to benchmark with generated weights when --weights is not given", "bench", "choice",
+       default="yolo-tiny", choices=tuple(path.stem for path in sorted(CFG_DIR.glob("*.cfg")))),
 
     # --- weights verify, weights fetch ---
     _o("cfg", "Darknet cfg file or shipped model name (default: chosen by the file's size)", "weights-verify"),
