@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 from .errors import EX_FAILURE, UserError
@@ -42,15 +43,16 @@ def option_type(option):
 def help_text(option) -> str:
     """The table's help with the range or choices and the default."""
     rules = []
-    if option.kind in ("int", "float", "choice", "list"):
+    if option.kind in ("int", "float", "interval", "choice", "list"):
         rules.append(option.expected())
     if option.default not in (None, False, ()) and "(default" not in option.help:
-        default = ",".join(option.default) if isinstance(option.default, tuple) else option.default
-        rules.append(f"default {default}")
+        rules.append(f"default {option.default_text}")
     text = option.help.replace("%", "%%")
     if not rules:
         return text
-    return text[:-1] + f"; {'; '.join(rules)})" if text.endswith(")") else text + f" ({'; '.join(rules)})"
+    if re.search(r"\(default[^()]*\)$", text):  # one parenthesis: "(default: ...; a number from 0 to 1)"
+        return text[:-1] + f"; {'; '.join(rules)})"
+    return text + f" ({'; '.join(rules)})"
 
 
 def add_options(parser: argparse.ArgumentParser, command: str, only=None) -> None:
@@ -94,10 +96,27 @@ def cmd_detect(args) -> int:
 
 def cmd_collect(args) -> int:
     from .model.builder import build_predictor
-    from .train.collect import run_collect
-    predictor = build_predictor(predictor_spec(args))
-    run_collect(predictor, predictor.names, args.source, args.out, args.every, args.max)
+    from .train.collect import Selection, run_collect
+    low, high = args.band
+    # the uncertain band may reach below the threshold: decode down to its lower edge
+    threshold = min(args.threshold, low) if args.select == "uncertain" else args.threshold
+    predictor = build_predictor(predictor_spec(args, threshold=threshold))
+    names = predictor.names
+    if args.target_class not in names:
+        raise UserError(f"--target-class must be one of the class names ({', '.join(names)}), "
+                        f"found '{args.target_class}'", 2)
+    selection = Selection(args.select, names.index(args.target_class), (low, high), args.around, args.min_change)
+    run_collect(predictor, names, args.source, args.out, args.every, args.max, selection)
     return 0
+
+
+def cmd_label(args) -> int:
+    from .train.labelserver import run_label_server
+    token = args.http_token or os.environ.get(HTTP_TOKEN_ENV) or None
+    if token is None and args.config:
+        from .daemon.config import read_toml
+        token = read_toml(args.config).get("http_token")
+    return run_label_server(args.dataset, args.http, token, args.http_insecure, args.low_confidence)
 
 
 def cmd_evaluate(args) -> int:
@@ -277,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="save camera frames as a dataset, labels pre-filled by the current model")
     add_options(collect, "collect")
     collect.set_defaults(handler=cmd_collect)
+
+    label = commands.add_parser("label", parents=[common], help="review and correct a dataset's labels in the browser")
+    label.add_argument("dataset", metavar="DATASET", help="dataset folder (images/, labels/, classes.txt), e.g. from collect")
+    add_options(label, "label")
+    label.add_argument("--config", metavar="FILE", help="TOML file whose http_token is used (as for run)")
+    label.set_defaults(handler=cmd_label)
 
     sim = commands.add_parser("simulate-follow", parents=[common],
                               help="the robot client's controller following a simulated walking person")

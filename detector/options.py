@@ -116,7 +116,7 @@ class Option:
     key: str                    # TOML key (for `run`) and the name the code reads it by
     help: str
     commands: tuple             # the commands that take it; DAEMON: also a TOML config key
-    kind: str = "text"          # text | bool | int | float | choice | names | list
+    kind: str = "text"          # text | bool | int | float | interval (LOW,HIGH) | choice | names | list
     default: object = None      # None: not set (the command or the model decides)
     low: float | None = None    # range of int and float options, both ends included
     high: float | None = None
@@ -131,6 +131,15 @@ class Option:
     every_command: bool = False  # a flag of every command, before or after its name (cli.build_parser)
 
     @property
+    def default_text(self) -> str:
+        """The default as the help and the docs show it."""
+        if isinstance(self.default, tuple):
+            return ",".join(map(str, self.default)) or "all"
+        if self.default is None:
+            return "-"
+        return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
+
+    @property
     def cli_flag(self) -> str | None:
         return "--" + self.key.replace("_", "-") if self.flag == "" else self.flag
 
@@ -141,6 +150,8 @@ class Option:
             if self.unit:
                 what += f" of {self.unit}"
             return f"{what} from {_number(self.low)} to {_number(self.high)}"
+        if self.kind == "interval":
+            return f"LOW,HIGH with {_number(self.low)} <= LOW < HIGH <= {_number(self.high)}"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
@@ -153,9 +164,10 @@ class Option:
 
     def from_text(self, text: str):
         """A command-line value, converted and checked."""
-        if self.kind in ("int", "float"):
+        if self.kind in ("int", "float", "interval"):
             try:
-                value = int(text) if self.kind == "int" else float(text)
+                value = (int(text) if self.kind == "int" else float(text) if self.kind == "float"
+                         else [float(item) for item in text.split(",")])
             except ValueError:
                 raise OptionError(self.expected()) from None
         elif self.kind in ("names", "list"):
@@ -179,6 +191,12 @@ class Option:
             if isinstance(value, bool) or not isinstance(value, allowed) or not self.low <= value <= self.high:
                 raise OptionError(self.expected())
             return float(value) if kind == "float" else value
+        if kind == "interval":
+            if (not isinstance(value, (list, tuple)) or len(value) != 2
+                    or not all(isinstance(end, (int, float)) and not isinstance(end, bool) for end in value)
+                    or not self.low <= value[0] < value[1] <= self.high):
+                raise OptionError(self.expected())
+            return tuple(float(end) for end in value)
         if kind in ("names", "list"):
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
@@ -246,7 +264,8 @@ OPTIONS = (
     _o("nms", "per-class NMS IoU", "run detect collect", "float", default=0.5, low=0.0, high=1.0),
     _o("classes", "classes published in `detections` (comma-separated on the command line; default all)", "run",
        "names", default=()),
-    _o("target_class", "the class the `person` topic follows", "run", default="person", metavar="NAME"),
+    _o("target_class", "the class the `person` topic follows (collect: the class --select looks at)", "run collect",
+       default="person", metavar="NAME"),
     _o("pub", "ZeroMQ PUB endpoint: tcp://HOST:PORT, or ipc://PATH (a socket file: no port another user can "
        "take)", "run", default="tcp://127.0.0.1:5556", check=_endpoint),
     _o("pub_insecure", "allow a non-loopback --pub address: the positions of people leave the machine "
@@ -307,6 +326,23 @@ OPTIONS = (
        unit="seconds"),
     _o("max", "stop after N frames (default: Ctrl-C stops)", "collect", "int", low=1, high=10**7, metavar="N"),
     _o("out", "dataset folder to add to", "collect", default="dataset"),
+    _o("select", "which frames: all; uncertain (best --target-class score within --band); lost (the frames "
+       "--around a moment the tracker lost its target)", "collect", "choice", default="all",
+       choices=("all", "uncertain", "lost")),
+    _o("band", "--select uncertain: best target score in (LOW, HIGH]", "collect", "interval", default=(0.1, 0.4),
+       low=0.0, high=1.0, metavar="LOW,HIGH"),
+    _o("around", "--select lost: seconds saved before and after each loss", "collect", "float", default=2.0,
+       low=0.1, high=60.0, unit="seconds"),
+    _o("min_change", "skip frames whose mean grey level differs from the last saved frame's by less "
+       "(near-duplicates; 0 keeps all)", "collect", "float", default=0.01, low=0.0, high=1.0, metavar="FRACTION"),
+
+    # --- label ---
+    _o("http", "page address", "label", default="127.0.0.1:8090", check=_http_address, metavar="HOST:PORT"),
+    _o("http_token", "access token (prefer $ROBOT_DETECTOR_HTTP_TOKEN or http_token in --config)", "label",
+       check=_token, secret=True, metavar="TOKEN"),
+    _o("http_insecure", "allow a non-loopback --http address without a token", "label", "bool", default=False),
+    _o("low_confidence", "pre-filled boxes scored below P at collection are drawn dashed", "label", "float",
+       default=0.5, low=0.0, high=1.0, metavar="P"),
     _o("source", "video source for --pipeline", "bench", default="synthetic", check=_not_empty),
     _o("model", "shipped cfg to benchmark with generated weights when --weights is not given", "bench", "choice",
        default="yolo-tiny", choices=tuple(path.stem for path in sorted(CFG_DIR.glob("*.cfg")))),
@@ -403,9 +439,7 @@ def markdown_table(options) -> str:
         value = option.expected() if option.kind != "text" else "text"
         if option.check:
             value = option.check.__doc__
-        default = ("," .join(option.default) or "all") if isinstance(option.default, tuple) else option.default
-        default = "-" if default is None else str(default).lower() if isinstance(default, bool) else default
         flag = f"`{option.cli_flag}`" if option.cli_flag else "(config file)"
         rows.append(f"| `{option.key}` | {flag} | {', '.join(option.commands)} | {_cell(value)} | "
-                    f"{_cell(default)} | {_cell(option.help.replace('%%', '%'))} |")
+                    f"{_cell(option.default_text)} | {_cell(option.help.replace('%%', '%'))} |")
     return "\n".join(rows)

@@ -18,7 +18,7 @@ from detector.errors import UserError
 from detector.options import CONFIG_OPTIONS, DAEMON, OPTIONS, markdown_table, options_for
 
 # what each command needs besides the option under test to parse
-POSITIONALS = {"detect": ["x.png"], "evaluate": ["data"], "train": ["data"]}
+POSITIONALS = {"detect": ["x.png"], "evaluate": ["data"], "train": ["data"], "label": ["data"]}
 NUMERIC = [(command, option) for option in OPTIONS if option.kind in ("int", "float") and option.cli_flag
            for command in option.commands]
 
@@ -46,6 +46,14 @@ def test_both_ends_on_the_command_line(command, option, capsys):
         assert exit_.value.code == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and f"argument {option.cli_flag}: expected {option.expected()}" in error, error
+
+
+def test_an_interval_takes_both_ends_in_order(capsys):
+    assert parse("collect", "--band", "0,1").band == (0.0, 1.0)
+    for bad in ("0.4,0.1", "-0.1,0.5", "0.5,1.1", "0.2", "0.2,0.2", "nan,0.5", "0.1,0.2,0.3"):
+        with pytest.raises(SystemExit):
+            parse("collect", f"--band={bad}")
+        assert "--band: expected LOW,HIGH with 0 <= LOW < HIGH <= 1" in capsys.readouterr().err
 
 
 CONFIG_NUMERIC = [option for option in CONFIG_OPTIONS.values() if option.kind in ("int", "float")]
