@@ -123,4 +123,4 @@ def test_cross_on_the_command_line(tmp_path):
     text = run_cli("simulate-follow", "--path", "cross")
     assert "following_crosser" in text.stdout and "min_distance_to_crosser_m" in text.stdout
     bad = run_cli("simulate-follow", "--path", "cross", "--miss", "1")
-    assert bad.returncode == 78 and "miss must be in [0, 1)" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--miss" in bad.stderr and "Traceback" not in bad.stderr
