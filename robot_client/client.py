@@ -38,6 +38,7 @@ EX_SIGPIPE = 141     # what a shell reports for a process ended by SIGPIPE
 MIN_TIMEOUT_MS, MAX_TIMEOUT_MS = 50, 1000
 MAX_RUN_S = 31536000  # --run-seconds: a year
 MAX_MESSAGE_BYTES = 65536  # a larger message makes libzmq drop the connection (ZMQ_MAXMSGSIZE)
+RESUBSCRIBE_S = 3.0  # a socket that received nothing this long is replaced by a new one
 
 
 def subscriber(context, endpoint, topic):
@@ -125,21 +126,34 @@ class Inbox(object):
 def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, allow_recorded=False, notifier=None,
         target=None):
     context = zmq.Context.instance()
-    sockets = [subscriber(context, endpoint, protocol.PERSON), subscriber(context, endpoint, protocol.STATUS)]
+    topics = (protocol.PERSON, protocol.STATUS)
+    sockets = dict((topic, subscriber(context, endpoint, topic)) for topic in topics)
     poller = zmq.Poller()
-    for sock in sockets:
+    for sock in sockets.values():
         poller.register(sock, zmq.POLLIN)
     inbox = Inbox(follower, freshness, DaemonRun(follower.timeout_s, allow_recorded, log), target)
     started = last_report = time.monotonic()
+    heard = dict.fromkeys(topics, started)  # when each socket last received a message
     if notifier is not None:
         notifier.notify("READY=1")
     try:
         while max_seconds is None or time.monotonic() - started < max_seconds:
             ready = dict(poller.poll(LOOP_S * 1000))
             now = time.monotonic()
-            for sock in sockets:
+            for topic in topics:
+                sock = sockets[topic]
                 if ready.get(sock):
                     inbox.handle(sock.recv(zmq.NOBLOCK), now)
+                    heard[topic] = now
+                elif now - heard[topic] > RESUBSCRIBE_S:
+                    # libzmq does not reconnect a connection it dropped for a protocol error (a
+                    # message over MAXMSGSIZE): a new socket does; on a daemon that is down, no harm
+                    log.debug("no %s message for %.1f s: subscribing anew", topic, now - heard[topic])
+                    poller.unregister(sock)
+                    sock.close()
+                    sockets[topic] = subscriber(context, endpoint, topic)
+                    poller.register(sockets[topic], zmq.POLLIN)
+                    heard[topic] = now
             if tunnel is not None:
                 tunnel.check(now)
             speeds, reason = follower.decide(now)
@@ -157,7 +171,7 @@ def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, al
                          inbox.messages, inbox.malformed, inbox.stale, inbox.ignored,
                          tunnel.restarts if tunnel else "-", wheels.current)
     finally:
-        for sock in sockets:
+        for sock in sockets.values():
             sock.close()
     return inbox
 

@@ -33,8 +33,9 @@ class DaemonRun(object):
             self.finished.append(self.run_id)  # its late messages are ignored from now on
         self.run_id, self.status, self.stopped, self.last_seq = run_id, None, False, None
         self.runs += 1
-        if self.runs > 1 and self.log:
-            self.log.warning("a new daemon run (%s): not driving until its status arrives", why)
+        if self.runs > 1 and self.log:  # a silence is no news of a restart: not worth a warning
+            (self.log.debug if why.startswith("silent") else self.log.warning)(
+                "a new daemon run (%s): not driving until its status arrives", why)
         return NEW
 
     def _silent(self, now):
