@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, require_program
-from daemon_helpers import Daemon, free_port
+from daemon_helpers import Daemon, Listener, free_port
 from darknet_files import make_params, person_last_layer, write_weights
 from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client, wait_until_following
 from robot_client import protocol
@@ -274,13 +274,12 @@ def sshd(tmp_path):
 
 
 def test_end_to_end_through_an_ssh_tunnel(tmp_path, sshd):
-    weights = tmp_path / "right.weights"
-    write_weights(weights, make_params("yolov1-tiny", 6, person_last_layer("yolov1-tiny", 0.85, 0.5, 0.2, 0.4)))
+    weights = jittering_person_weights(tmp_path / "right.weights")
     tree = FakeMotorTree(tmp_path / "sys")
     daemon = Daemon("--source", "synthetic", "--weights", weights, http=False).start()
     remote_port = int(daemon.pub.rsplit(":", 1)[1])
     client = start_client(*sshd.client_args, "--remote-port", remote_port, "--sysfs-root", tree.root,
-                          "--timeout-ms", 300, tmp_path=tmp_path)
+                          "--timeout-ms", 300, "--allow-recorded", tmp_path=tmp_path)
     try:
         assert tree.wait_for(lambda: steering_right(tree), 60), (tree.log[-6:], (tmp_path / "client.log").read_text())
         time.sleep(0.5)
@@ -670,3 +669,82 @@ def test_target_events_beep_and_a_held_target_is_not_driven_into(follower_on_tre
     assert any(v > 0 for t, v in speeds if t < t_held), speeds  # tracking: forward
     held_until = t_held + 0.45
     assert all(v <= 0 for t, v in speeds if t_held + 0.1 < t < held_until), speeds  # held: no forward
+
+
+def test_a_recording_is_driven_on_only_when_allowed(tmp_path):
+    """Issue 17 item 10: `--source synthetic` (or a video file) with real weights published
+    `demo: false`, and the client drove a real robot after people who are not there. The daemon
+    now says `live: false` and a run_id on every message; the client drives only with
+    --allow-recorded (or the older name --allow-demo)."""
+    weights = jittering_person_weights(tmp_path / "right.weights")
+    daemon = Daemon("--source", "synthetic", "--weights", weights, http=False)
+    listener = Listener(daemon.pub)
+    daemon.start()
+    blocked, allowed = FakeMotorTree(tmp_path / "blocked"), FakeMotorTree(tmp_path / "allowed")
+    common = ("--connect", daemon.pub, "--timeout-ms", 500)
+    clients = [start_client(*common, "--sysfs-root", blocked.root, tmp_path=tmp_path, log_name="blocked.log"),
+               start_client(*common, "--sysfs-root", allowed.root, "--allow-demo", tmp_path=tmp_path,
+                            log_name="allowed.log")]
+    try:
+        assert allowed.wait_for(lambda: len(run_timed_commands(allowed, "outB")) >= 10, 60), \
+            (tmp_path / "allowed.log").read_text()
+        assert run_timed_commands(blocked, "outB") == [] and blocked.last("outB", "command") == "stop"
+        assert "the daemon's source is a recording" in (tmp_path / "blocked.log").read_text()
+        statuses, persons = listener.of("status"), listener.of("person")
+        assert statuses and all(s["live"] is False and not s["demo"] for s in statuses)
+        run_ids = {m["run_id"] for m in statuses + persons + listener.of("detections")}
+        assert len(run_ids) == 1 and re.fullmatch(r"[0-9a-f]{16}", run_ids.pop())
+        boxes = [(m["x"], m["y"], m["w"], m["h"]) for m in persons if m["found"]]
+        assert len(set(boxes)) > 1  # the weights' box moves with the picture, as a real detector's does
+    finally:
+        for client in clients:
+            stop_client(client)
+        daemon.stop()
+        listener.close()
+        blocked.close()
+        allowed.close()
+
+
+@pytest.mark.parametrize("option, refused, accepted", [
+    ("--turn-gain", ["nan", "-30", "inf", "0", "100.5"], ["0.1", "100"]),
+    ("--timeout-ms", ["3600000", "1001", "49", "nan", "0"], ["50", "1000"]),
+    ("--max-speed", ["0", "100.1", "nan"], ["0.5", "100"]),
+    ("--distance", ["0.19", "10.5", "inf"], ["0.2", "10"]),
+    ("--camera-height", ["0", "3", "-1"], ["0.01", "2.99"]),
+    ("--hfov", ["0.9", "170.1"], ["1", "170"]),
+    ("--vfov", ["0.9", "170.1"], ["1", "170"]),
+    ("--target-area", ["0", "1", "nan"], ["0.001", "0.999"]),
+    ("--drive-gain", ["0", "5.1", "-1"], ["0.01", "5"]),
+    ("--ssh-healthy-s", ["-1", "3601", "nan"], ["0", "3600"]),
+    ("--ssh-port", ["0", "65536", "22.5"], ["1", "65535"]),
+    ("--remote-port", ["0", "65536"], ["1", "65535"]),
+    ("--run-seconds", ["0", "-1", "inf", "31536001"], ["0.01", "31536000"]),
+    ("--left", ["outE", "outb", "B"], ["outA", "outD"]),
+    ("--connect", ["inproc://x", "garbage", "tcp://127.0.0.1"], ["tcp://127.0.0.1:5556", "ipc:///run/r.sock",
+                                                                  "tcp://[::1]:5556"]),
+    ("--ssh", ["-oProxyCommand=x@h", "nohost", "a b@c"], ["robot@laptop.local"]),
+    ("--ssh-option", ["-p 22", "=x"], ["ServerAliveInterval=5"]),
+])
+def test_every_option_has_a_range_refused_on_both_sides(capsys, option, refused, accepted):
+    """Issue 17 item 6: --turn-gain nan, -30 (steers away from the person) and inf were accepted;
+    --timeout-ms had no upper bound (3600000 drove on for as long as the client ran). Each
+    refusal: exit 2 and one line saying what was expected and what was found."""
+    from robot_client.client import build_follower, parse_args
+    for value in refused:
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args([f"{option}={value}"] + (["--right", "outB"] if option == "--left" else []))
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.count("\n") == 1 and "robot-client: error:" in error, error
+        assert option in error and repr(value) in error and "expected" in error, error
+    for value in accepted:
+        args = parse_args([option, value] + (["--right", "outB"] if option == "--left" else []))
+        build_follower(args)
+
+
+def test_option_errors_are_one_line_from_the_real_command(tmp_path):
+    for argv, words in ((["--turn-gain", "nan"], "--turn-gain: expected a number in (0, 100] %, found 'nan'"),
+                        (["--timeout-ms", "3600000"], "--timeout-ms: expected an integer in [50, 1000] ms"),
+                        (["--left", "outC"], "--left and --right are both outC")):
+        result = subprocess.run([ev3_python(), "-m", "robot_client", "--dry-run", *argv], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
