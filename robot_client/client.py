@@ -182,7 +182,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "{}: error: {} (see {} --help)\n".format(self.prog, message, self.prog))
 
 
-def number_in(low, high, low_open=False, high_open=False, kind=float, unit=""):
+def number_in(low, high, low_open=False, high_open=False, kind=float, unit="", hint=""):
     """An argparse type: a finite number of `kind` in the range; the range says itself in errors."""
     described = "{}{}, {}{}{}".format("(" if low_open else "[", low, high, ")" if high_open else "]",
                                       " " + unit if unit else "")
@@ -194,8 +194,8 @@ def number_in(low, high, low_open=False, high_open=False, kind=float, unit=""):
             value = None
         if value is None or not math.isfinite(value) or value < low or value > high \
                 or (low_open and value == low) or (high_open and value == high):
-            raise argparse.ArgumentTypeError("expected {} in {}, found {!r}".format(
-                "an integer" if kind is int else "a number", described, text))
+            raise argparse.ArgumentTypeError("expected {} in {}, found {!r}{}".format(
+                "an integer" if kind is int else "a number", described, text, hint))
         return value
     convert.range = described  # for the documentation test
     return convert
@@ -250,7 +250,8 @@ def parse_args(argv):
     parser.add_argument("--turn-gain", type=number_in(0, 100, low_open=True, unit="%"), default=30.0,
                         help="wheel-speed difference (percent, (0, 100]) with the person at the frame's edge "
                              "(default %(default)s)")
-    parser.add_argument("--drive-gain", type=number_in(0, 5, low_open=True, unit="m/s per m"), default=1.5,
+    parser.add_argument("--drive-gain", type=number_in(0, 5, low_open=True, unit="m/s per m",
+                                                      hint=" (it is no longer a percentage)"), default=1.5,
                         help="extra forward speed, m/s per metre of distance error, (0, 5] (default %(default)s)")
     parser.add_argument("--calibrate", action="store_true",
                         help="read a few person messages, print the options for where the person stands now, exit")

@@ -9,7 +9,7 @@ Person and status messages travel on two sockets, so they may arrive in either o
 """
 import collections
 
-SAME, NEW, IGNORE = "same", "new", "ignore"  # what a message means for the current run
+SAME, NEW, IGNORE = "same", "new", "ignore"  # what a message means for the current run (NEW: forget the old)
 FINISHED_KEPT = 8  # run_ids remembered as over (said `stopping`, or were replaced)
 
 
@@ -50,7 +50,9 @@ class DaemonRun(object):
         if self.runs == 0:
             return self._new_run(run_id, "first message")
         if self._silent(now):
-            return self._new_run(run_id, "silent for {:.1f} s".format(now - self.t_last))
+            # maybe a restart, maybe a stall: wait for a status, but keep what tells a backlog
+            # (a restart shows in seq going back)
+            self._new_run(run_id, "silent for {:.1f} s".format(now - self.t_last))
         return SAME
 
     def on_person(self, message, now):

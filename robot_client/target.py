@@ -5,8 +5,6 @@ Events: `lost` (found goes false), `reacquired` (found again, the same track or 
 `changed` (found again or still, but another track_id: someone else is followed now). Older daemons
 send neither `state` nor `track_id`: their state comes from `found` and `held`.
 """
-import subprocess
-
 BEEP_PROGRAM = "/usr/bin/beep"  # what ev3dev2's Sound.beep runs
 # beep(1) arguments per event: a falling pair for lost, a rising one for found, three for a change
 TONES = {"lost": "-f 880 -l 120 -n -f 440 -l 200",

@@ -101,8 +101,8 @@ def test_vermin_says_python_3_5():
 
 def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
     import ast
-    allowed = {"argparse", "json", "logging", "math", "os", "signal", "socket", "subprocess", "sys", "tempfile", "time",
-               "zmq", "ev3dev2", "ev3dev2.motor"}
+    allowed = {"argparse", "collections", "json", "logging", "math", "os", "re", "signal", "socket", "subprocess", "sys",
+               "tempfile", "time", "zmq", "ev3dev2", "ev3dev2.motor", "ev3dev2.sound"}
     for path in sorted((ROOT / "robot_client").glob("*.py")):
         source = path.read_text()
         tree = ast.parse(source, str(path), feature_version=(3, 5))  # rejects f-strings and newer syntax
@@ -140,7 +140,7 @@ def test_right_turn_then_stop_on_silence(tmp_path):
 def test_sigterm_stops_the_motors(tmp_path):
     tree = FakeMotorTree(tmp_path / "sys")
     sock, endpoint = publisher()
-    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 5000, tmp_path=tmp_path)
+    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 1000, tmp_path=tmp_path)
     try:
         wait_until_following(client, tmp_path / "client.log")
         send_for(sock, 1.0, offset_x=-0.6)
@@ -211,6 +211,8 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     for frame in bad:  # spaced out: CONFLATE would rightly keep only the newest of a burst
         sock.send(frame)
         time.sleep(0.15)
+    sock.send(status_message())  # as the daemon does every second: the client waited 2 s for it
+    time.sleep(0.1)
     for seq in range(10, 20):
         sock.send(person_message(seq, offset_x=0.7))
         time.sleep(0.03)
@@ -343,7 +345,7 @@ def test_killed_or_hung_up_client_leaves_motors_that_stop_by_themselves(tmp_path
     reader = threading.Thread(target=read_notifications, daemon=True)
     reader.start()
     sock, endpoint = publisher()
-    common = ("--connect", endpoint, "--timeout-ms", 5000)
+    common = ("--connect", endpoint, "--timeout-ms", 1000)
     clients = {"kill": start_client(*common, "--sysfs-root", trees["kill"].root, tmp_path=tmp_path, log_name="kill.log"),
                "hup": start_client(*common, "--sysfs-root", trees["hup"].root, tmp_path=tmp_path, log_name="hup.log",
                                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})}
