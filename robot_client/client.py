@@ -156,9 +156,7 @@ def run(endpoint, wheels, follower, freshness, tunnel=None, max_seconds=None, al
                     heard[topic] = now
             if tunnel is not None:
                 tunnel.check(now)
-            speeds, reason = follower.decide(now)
-            if speeds is not None:
-                reason = inbox.hold(now)
+            speeds, reason = follower.decide(now, inbox.hold(now))
             if reason is None:
                 wheels.drive(speeds, now)
             else:

@@ -19,6 +19,8 @@ MAX_GAP_S = 0.5         # a longer silence: the Follower has stopped the motors,
 TURN_FIRST = (0.25, 0.75)  # forward speed fades out as |offset_x| goes from the first to the second:
                            # a person near the frame's edge is about to be lost, so turn on the spot
 STILL_BOX_S = 1.0       # a box exactly equal (x, y, w, h) this long while the wheels turn: stale data
+STALE_BOX = "the person's box stayed exactly the same for {:.1f} s while driving: stale data (a frozen camera?)".format(
+    STILL_BOX_S)
 
 
 def clamp(value, low, high):
@@ -214,7 +216,8 @@ class Follower(object):
 
     Defence in depth against a frozen camera the daemon did not notice: no real detector reports a
     box exactly equal (x, y, w, h) in frame after frame; if it stays so for STILL_BOX_S of person
-    messages (held ones aside, which repeat a box by design) while the wheels are to turn, stop.
+    messages (held ones aside, which repeat a box by design) while the wheels turn, stop, and stay
+    stopped until the box moves.
     """
 
     def __init__(self, gains, timeout_s=0.5):
@@ -227,6 +230,8 @@ class Follower(object):
         self.steering = Steering(gains)
         self.box = None           # (x, y, w, h) of the latest seen (not held) target ...
         self.box_since = None     # ... and when it first arrived
+        self.turning_since = None  # since when the wheels have been told to turn, without a break
+        self.stale_box = None     # a box found still while driving: no driving on it again
 
     def on_person(self, message, now):
         self.t_message = now
@@ -250,11 +255,21 @@ class Follower(object):
 
     def reset(self):
         """A new daemon run: nothing of the old one's messages counts."""
-        self.t_message, self.found, self.daemon_state, self.box, self.box_since = None, False, None, None, None
+        self.t_message, self.found, self.daemon_state = None, False, None
+        self.box = self.box_since = self.turning_since = self.stale_box = None
         self.steering.reset()
 
-    def decide(self, now):
-        """((left, right), None) to drive, or (None, reason) to stop."""
+    def decide(self, now, hold=None):
+        """((left, right), None) to drive, or (None, reason) to stop. `hold`: a reason from
+        elsewhere (the daemon's run or status) not to drive now."""
+        speeds, reason = self._decide(now, hold)
+        if speeds is None or speeds == (0.0, 0.0):
+            self.turning_since = None
+        elif self.turning_since is None:
+            self.turning_since = now
+        return speeds, reason
+
+    def _decide(self, now, hold):
         if self.t_message is None:
             return None, "waiting for the first message"
         if now - self.t_message > self.timeout_s:
@@ -263,7 +278,12 @@ class Follower(object):
             return None, "daemon is {}".format(self.daemon_state)
         if not self.found:
             return None, "person lost"
-        if self.speeds != (0.0, 0.0) and self.box_since is not None and now - self.box_since >= STILL_BOX_S:
-            return None, "the person's box has not changed for {:.1f} s: stale data (a frozen camera?)".format(
-                now - self.box_since)
+        if hold:
+            return None, hold
+        if self.box is not None and self.box == self.stale_box:
+            return None, STALE_BOX
+        if self.speeds != (0.0, 0.0) and self.turning_since is not None and self.box_since is not None \
+                and now - max(self.box_since, self.turning_since) >= STILL_BOX_S:
+            self.stale_box = self.box  # stays stopped until the box moves
+            return None, STALE_BOX
         return self.speeds, None

@@ -217,8 +217,21 @@ def test_a_box_that_never_moves_while_driving_is_stale_data():
         t += 1 / 30
     speeds, reason = frozen.decide(t)
     assert speeds is None and "stale data" in reason
+    for k in range(15):  # stays stopped while the box does not move
+        t += 1 / 30
+        frozen.on_person(still_box_person(t, 0.0), now=t)
+        assert frozen.decide(t)[1] == reason
     frozen.on_person(still_box_person(t, 0.001), now=t)  # it moved after all
     assert frozen.decide(t)[0] is not None
+    # the still-box clock runs only while the wheels turn: held back by the daemon's status, the
+    # box may sit still; driving then starts a full STILL_BOX_S
+    waiting = Follower(GAINS)
+    for k in range(60):
+        waiting.on_person(still_box_person(k / 30, 0.0), now=k / 30)
+        assert waiting.decide(k / 30, hold="waiting for the daemon's status")[0] is None
+    for k in range(60, 60 + int(STILL_BOX_S * 30) - 2):
+        waiting.on_person(still_box_person(k / 30, 0.0), now=k / 30)
+        assert waiting.decide(k / 30)[0] is not None, k
     # held messages repeat the box by design (the daemon's grace, under a second): not stale data
     held = Follower(GAINS)
     for k in range(30):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, require_program
-from daemon_helpers import Daemon, Listener, free_port
+from daemon_helpers import Daemon, Listener, MjpegServer, free_port
 from darknet_files import make_params, person_last_layer, write_weights
 from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client, wait_until_following
 from robot_client import protocol
@@ -750,3 +750,36 @@ def test_option_errors_are_one_line_from_the_real_command(tmp_path):
         result = subprocess.run([ev3_python(), "-m", "robot_client", "--dry-run", *argv], cwd=ROOT,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+
+
+def test_a_demo_daemon_taking_over_the_port_is_not_driven_on(tmp_path):
+    """Issue 17 item 1 with real daemons: a live one (a network camera) is followed and stopped
+    (SIGTERM: `stopping`); `run --demo` then binds the same endpoint. Before: the client drove on
+    the demo's person until the demo's first status reached it."""
+    camera = MjpegServer(fps=15).start()
+    weights = jittering_person_weights(tmp_path / "right.weights")
+    live = Daemon("--source", camera.url, "--weights", weights, http=False).start()
+    demo = Daemon("--demo", http=False)
+    demo.args[demo.args.index(demo.pub)] = demo.pub = live.pub
+    tree = FakeMotorTree(tmp_path / "sys")
+    client = start_client("--connect", live.pub, "--sysfs-root", tree.root, "--timeout-ms", 500, tmp_path=tmp_path)
+    try:
+        assert tree.wait_for(lambda: len(run_timed_commands(tree, "outB")) >= 5, 60), (tmp_path / "client.log").read_text()
+        live.stop()
+        t_demo = time.monotonic()
+        demo.start()
+        listener = Listener(demo.pub, (protocol.PERSON,))
+        try:
+            assert listener.wait_for(lambda l: len(l.of("person")) >= 30, 60)
+            time.sleep(1.0)
+        finally:
+            listener.close()
+        assert run_timed_commands(tree, "outB", after=t_demo) == [], tree.log[-6:]
+        text = (tmp_path / "client.log").read_text()
+        assert "a new daemon run (run_id" in text and "daemon runs --demo" in text and client.poll() is None
+    finally:
+        stop_client(client)
+        demo.stop()
+        live.stop()
+        camera.stop()
+        tree.close()
