@@ -37,7 +37,6 @@ EX_SIGPIPE = 141     # what a shell reports for a process ended by SIGPIPE
 # keep the wheels turning (renewed by the client) for longer than the daemon's own grace allows
 MIN_TIMEOUT_MS, MAX_TIMEOUT_MS = 50, 1000
 MAX_RUN_S = 31536000  # --run-seconds: a year
-MAX_MESSAGE_BYTES = 65536  # a larger message makes libzmq drop the connection (ZMQ_MAXMSGSIZE)
 RESUBSCRIBE_S = 3.0  # a socket that received nothing this long is replaced by a new one
 
 
@@ -48,7 +47,7 @@ def subscriber(context, endpoint, topic):
     sock.setsockopt(zmq.LINGER, 0)
     # A hostile or broken peer's huge message is never buffered: libzmq drops the connection and
     # reconnects, and the client sees a silence (and stops) instead of running out of memory.
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.RECONNECT_IVL, 200)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
     # ZMTP heartbeats (libzmq >= 4.2) notice a dead peer behind a half-open TCP connection;
@@ -341,7 +340,7 @@ def _main(argv):
         return 0
     wheels = Wheels(motors, log)
     freshness = Freshness(args.timeout_ms / 1000.0)
-    target = TargetWatch(log, Beeper(args.beep_program) if args.beep else None)
+    target = TargetWatch(log, Beeper(args.beep_program, log) if args.beep else None)
     notifier = Notifier()
     tunnel = None
     endpoint = args.connect

@@ -45,6 +45,9 @@ OPTIONAL = {
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
 DETECTION_OPTIONAL = {"track_id": (int, type(None))}  # items of the target class: their track's id
+# The largest message a receiver takes (bytes; ZMQ_MAXMSGSIZE): a person message is about 300, a
+# detections message with Tiny-YOLO's most boxes (98) about 15000.
+MAX_MESSAGE_BYTES = 65536
 # Deepest nesting of arrays and objects accepted (messages use 3). json.loads recurses per level
 # and raises RecursionError near 1000; a message nested deeper than this is refused before parsing.
 MAX_DEPTH = 16

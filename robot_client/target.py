@@ -25,11 +25,13 @@ def target_state(message):
 class Beeper(object):
     """Tones through ev3dev2's Sound, which runs `program` (beep(1)) without waiting for it."""
 
-    def __init__(self, program=BEEP_PROGRAM):
+    def __init__(self, program=BEEP_PROGRAM, log=None):
         from ev3dev2.sound import Sound  # imported here: without --beep the client needs no sound
         self.sound = Sound()
         self.program = program
-        self._playing = None
+        self.log = log
+        self._playing = None   # the beep process started last
+        self._failed = False   # the program could not be started (said once)
 
     def play(self, event):
         if self._playing is not None and self._playing.poll() is None:
@@ -38,8 +40,11 @@ class Beeper(object):
             # Sound.beep hard-codes /usr/bin/beep; its command runner takes any program
             self._playing = self.sound._audio_command("{} {}".format(self.program, TONES[event]),
                                                       self.sound.PLAY_NO_WAIT_FOR_COMPLETE)
-        except OSError:
-            self._playing = None  # no beep program: the log line still says it
+        except OSError as error:
+            self._playing = None
+            if self.log and not self._failed:
+                self.log.warning("cannot beep with %s: %s (the log still says what happened)", self.program, error)
+            self._failed = True
 
     def close(self):
         if self._playing is not None and self._playing.poll() is None:
