@@ -15,6 +15,7 @@ locks the largest person anew, `manual` nobody until `choose()`.
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -184,20 +185,25 @@ class PersonTracker:
         self._target_box: Box | None = None  # the reported (smoothed) box while seen
         self._t_blocked_until = -math.inf    # after release(): auto mode locks nobody before this time
         self._t = -math.inf
+        self._lock = threading.Lock()        # choose/release may come from the HTTP thread
 
     # --- the user's choice ---
     def choose(self, track_id: int) -> bool:
-        """Follow track `track_id` from now on; False (and nothing changes) when no such track is alive."""
-        track = self._tracks.get(track_id)
-        if track is None:
-            return False
-        self._set_target(track)
-        return True
+        """Follow track `track_id` from now on; False (and nothing changes) when no such track is alive.
+        Safe to call from another thread than `update`'s (the debug page's)."""
+        with self._lock:
+            track = self._tracks.get(track_id)
+            if track is None:
+                return False
+            self._set_target(track)
+            return True
 
     def release(self) -> None:
-        """Follow nobody: in auto mode until `relock_s` has passed, in manual mode until `choose`."""
-        self._forget_target()
-        self._t_blocked_until = self._t + self.relock_s
+        """Follow nobody: in auto mode until `relock_s` has passed, in manual mode until `choose`.
+        Safe to call from another thread than `update`'s."""
+        with self._lock:
+            self._forget_target()
+            self._t_blocked_until = self._t + self.relock_s
 
     @property
     def target_id(self) -> int | None:
@@ -208,8 +214,11 @@ class PersonTracker:
         """detections: this frame's detections of the followed class (finite numbers only);
         t_capture_s: the frame's capture time in seconds on a clock that does not step (the daemon:
         monotonic; `track`: the messages' t_capture); frame_bgr: the picture, for appearance (optional)."""
+        with self._lock:
+            return self._update(t_capture_s, list(detections), frame_bgr)
+
+    def _update(self, t_capture_s: float, detections: list, frame_bgr) -> TrackerUpdate:
         self._t = t_capture_s
-        detections = list(detections)
         matches = self._associate(t_capture_s, detections)
         if matches:  # predict and correct every matched track at once
             columns, matched = list(matches), list(matches.values())
