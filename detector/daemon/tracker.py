@@ -28,10 +28,11 @@ LOCK_MODES = ("auto", "manual")
 # The motion model, in units of the box height (a person's apparent size: a near person moves faster
 # across the image than a far one at the same speed) and seconds. A walker's velocity is uncertain
 # by at most a walking speed, so the gate grows linearly with the time unseen, not without bound.
-MEASUREMENT_NOISE = np.array([0.03, 0.03, 0.05, 0.05])  # std of a detection's x, y, w, h, in box heights
+MEASUREMENT_NOISE = np.array([0.04, 0.04, 0.1, 0.1])  # std of a detection's x, y, w, h, in box heights
 ACCELERATION_NOISE = np.array([0.3, 0.3, 0.03, 0.03])  # how fast velocity uncertainty grows, height^2/s^3 (x, y, w, h)
 VELOCITY_STD_MAX = np.array([0.4, 0.15, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
-NEW_TRACK_VELOCITY_STD = np.array([1.0, 0.3, 0.3, 0.3])  # a new track's velocity, heights/s: up to a brisk walk
+NEW_TRACK_VELOCITY_STD = np.array([0.6, 0.3, 0.3, 0.3])  # a new track's velocity, heights/s: 2 std a brisk walk
+SECOND_PASS_IOU = 0.5      # overlap with a prediction that pairs what the gate left apart
 GATE = 13.3                # squared normalised distance a match may have (chi-square, 4 dof, p = 0.01)
 APPEARANCE_RECHECK_S = 0.2  # how often a candidate's colours are compared with the lost target's
 FORGET_UNSEEN_S = 1.0      # a track (not the target) unseen this long is dropped
@@ -149,6 +150,15 @@ class _TrackState:
     def box_at(self, t: float) -> Box:
         position, _ = self.filter.predicted(t - self.t_filter)
         return _clipped(position)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every centre-size box of (n, 4) `a` with every one of (m, 4) `b`: (n, m)."""
+    low = np.maximum(a[:, None, :2] - a[:, None, 2:] / 2, b[None, :, :2] - b[None, :, 2:] / 2)
+    high = np.minimum(a[:, None, :2] + a[:, None, 2:] / 2, b[None, :, :2] + b[None, :, 2:] / 2)
+    inter = np.prod(np.clip(high - low, 0, None), axis=2)
+    union = np.prod(a[:, 2:], axis=1)[:, None] + np.prod(b[:, 2:], axis=1)[None] - inter
+    return inter / np.maximum(union, 1e-9)
 
 
 def _clipped(position: np.ndarray) -> Box:
@@ -277,6 +287,16 @@ class PersonTracker:
             if costs[flat] == np.inf:
                 break
             row, column = divmod(flat, len(detections))
+            if column not in matches and row not in taken:
+                matches[column] = tracks[row]
+                taken.add(row)
+        # Second pass: a box jittering more than the model expects must not split a person into two
+        # tracks; what is left pairs up where a detection overlaps a prediction well (as ByteTrack does).
+        overlaps = _iou(position, measured)
+        for flat in np.argsort(-overlaps, axis=None).tolist():
+            row, column = divmod(flat, len(detections))
+            if overlaps[row, column] < SECOND_PASS_IOU:
+                break
             if column not in matches and row not in taken:
                 matches[column] = tracks[row]
                 taken.add(row)
