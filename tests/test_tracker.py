@@ -356,3 +356,12 @@ def test_a_person_retaken_by_its_colours_keeps_its_id_in_both_topics():
     back = t.update(2.5, [blue, red_right], frame_with([(3, 3, BLUE_BGR), (6, 3, RED_BGR)]))
     assert back.target.track_id == red_id and back.target.detection == red_right and back.track_ids[1] == red_id
     assert back.track_ids[0] != red_id
+
+
+def test_a_target_unseen_longer_than_relock_s_is_forgotten_also_across_a_camera_outage():
+    t = tracker(relock_s=2.0)
+    first = t.update(0.0, [person(0.5, 0.5, 0.2, 0.5)]).target.track_id
+    t.update(0.1, [person(0.5, 0.5, 0.2, 0.5)])
+    # no frames for a minute; then the same place: not taken by the stale motion model, but locked anew
+    again = t.update(60.0, [person(0.5, 0.5, 0.2, 0.5)]).target
+    assert again.state == "tracking" and again.track_id != first

@@ -229,6 +229,7 @@ class PersonTracker:
 
     def _update(self, t_capture_s: float, detections: list, frame_bgr) -> TrackerUpdate:
         self._t = t_capture_s
+        self._drop_stale(t_capture_s)  # first: after a long camera outage the old target is no candidate
         matches = self._associate(t_capture_s, detections)
         if matches:  # predict and correct every matched track at once
             columns, matched = list(matches), list(matches.values())
@@ -254,7 +255,6 @@ class PersonTracker:
         for track in self._tracks.values():
             if id(track) not in seen:
                 track.detection = None
-        self._drop_stale(t_capture_s)
         if self.appearance is not None and frame_bgr is not None:
             self._learn_or_match(frame_bgr)
         self._relock(t_capture_s)
