@@ -267,6 +267,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="allow a non-loopback --http address without a token")
     run.add_argument("--max-frames", type=positive_int, help="stop after N processed frames")
     run.add_argument("--max-fps", type=positive_number, help="process at most this many frames a second (saves CPU)")
+    run.add_argument("--frozen-s", metavar="S", type=positive_number,
+                     help="a camera or stream whose picture stands still this long (0.3-5 s) is reported as "
+                          "camera_lost and reopened (default 1.0)")
     camera = run.add_argument_group("camera format (V4L2 cameras; the log and `status` say what was granted)")
     camera.add_argument("--width", dest="camera_width", type=positive_int, help="frame width to ask for")
     camera.add_argument("--height", dest="camera_height", type=positive_int, help="frame height to ask for")

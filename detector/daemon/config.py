@@ -40,6 +40,7 @@ class Config:
     demo: bool = False
     track_iou: float = 0.3          # overlap that keeps the lock on the same person
     track_grace_s: float = 0.5      # how long a lost target is held before `found` goes false
+    frozen_s: float = 1.0           # a camera or stream whose picture stands still this long is camera_lost
     smoothing: float = 0.0          # 0: raw boxes; towards 1: heavier exponential smoothing
     status_interval_s: float = 1.0
     send_hwm: int = 10              # ZeroMQ send queue per subscriber, in messages
@@ -61,6 +62,9 @@ class Config:
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+# Shorter would take a camera delivering a few frames a second for frozen; longer lets the robot
+# follow a stale picture for longer (docs/safety.md).
+FROZEN_S_RANGE = (0.3, 5.0)
 
 
 def _fail(key: str, expected: str, value) -> UserError:
@@ -143,6 +147,8 @@ def validate(config: Config) -> Config:
         value = getattr(c, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise _fail(key, "a number of seconds >= 0", value)
+    if not FROZEN_S_RANGE[0] <= c.frozen_s <= FROZEN_S_RANGE[1]:  # its type is checked above
+        raise _fail("frozen_s", "a number of seconds from {} to {}".format(*FROZEN_S_RANGE), c.frozen_s)
     for key in ("camera_fps", "max_fps"):
         value = getattr(c, key)
         if value is not None and not value > 0:
@@ -157,7 +163,8 @@ def validate(config: Config) -> Config:
             raise _fail(key, "true or false", getattr(c, key))
     _check_http_access(c)
     return replace(c, threshold=threshold, nms=nms, track_iou=track_iou, smoothing=smoothing, classes=classes,
-                   track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s))
+                   track_grace_s=float(c.track_grace_s), status_interval_s=float(c.status_interval_s),
+                   frozen_s=float(c.frozen_s))
 
 
 MIN_TOKEN_CHARS = 16

@@ -120,9 +120,10 @@ class Service:
             raise UserError(str(error), EX_CONFIG) from None
         self.target_id = names.index(config.target_class)
         self.predictor = Predictor(engine, config.threshold, config.nms, names)
-        self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
+        self.tracker = self._new_tracker()
         self.stats = Stats()
         self.state = "starting"
+        self.reason: str | None = None  # why the state is what it is: "frozen" (camera_lost), else None
         self.stop_requested = threading.Event()
         self.notifier = Notifier()
         self.publisher = Publisher(config.pub, config.send_hwm)
@@ -137,7 +138,7 @@ class Service:
         if camera_format != CameraFormat() and source_kind(self.source) != "camera":
             log.warning("--width/--height/--fps/--fourcc are asked of a camera; %s is not one, so they are ignored",
                         describe_source(self.source))
-        self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
+        self.capture = LatestFrameCapture(self.source, config.loop, camera_format, frozen_s=config.frozen_s)
         self.nonfinite = 0      # detections dropped because a number in them was not finite
         self._hang_reported = False
         self._t_status = 0.0
@@ -149,7 +150,7 @@ class Service:
                 "latency_ms": self.stats.latency(), "frames": self.stats.frames, "dropped": self.capture.dropped,
                 "engine": engine.name, "device": engine.device, "demo": self.config.demo,
                 "camera": self.capture.granted.to_dict() if self.capture.granted else None,
-                "nonfinite": self.nonfinite}
+                "nonfinite": self.nonfinite, "reason": self.reason}
 
     def publish_status(self) -> None:
         status = self.status_message()
@@ -158,10 +159,10 @@ class Service:
             self.stream.set_status(status, self.state == "running")
         self._t_status = time.monotonic()
 
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("state: %s -> %s", self.state, state)
-            self.state = state
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        if (state, reason) != (self.state, self.reason):
+            log.info("state: %s -> %s%s", self.state, state, f" ({reason})" if reason else "")
+            self.state, self.reason = state, reason
             self.notifier.notify(f"STATUS={state}, {self.stats.frames} frames")
             self.publish_status()
 
@@ -185,6 +186,20 @@ class Service:
         self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
             self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, target)
+
+    def process_frozen(self, frame) -> None:
+        """The source froze (capture.py): whoever its picture shows may have left long ago. The target
+        is dropped at once, not after the tracker's grace, and `found: false` goes out stamped now."""
+        self.tracker = self._new_tracker()
+        seq = self.stats.frames
+        self.stats.frames += 1  # seq counts handled frames; this one had no inference
+        t_publish = time.time()
+        self.set_state("camera_lost", "frozen")
+        self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, None, self.config.target_class))
+        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, []))
+
+    def _new_tracker(self) -> TargetTracker:
+        return TargetTracker(self.config.track_iou, self.config.track_grace_s, self.config.smoothing)
 
     def run(self) -> int:
         config = self.config
@@ -214,7 +229,10 @@ class Service:
                 now = time.monotonic()
                 if frame is None:
                     if self.capture.lost or (self.state == "running" and now - t_last_frame > STALL_S):
-                        self.set_state("camera_lost")
+                        self.set_state("camera_lost", self.capture.lost_reason)
+                    continue
+                if frame.frozen:
+                    self.process_frozen(frame)
                     continue
                 self.process(frame)
                 t_last_frame = now
