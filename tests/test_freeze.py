@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from daemon_helpers import Daemon, Listener, MjpegServer
 from detector.freeze import FreezeWatch, same_picture
 from robot_client import protocol
@@ -156,7 +157,9 @@ def test_live_pictures_through_the_daemon_are_never_frozen(tmp_path, request, sc
         rng, still = np.random.default_rng(3), gradient_scene((320, 240))
         picture = lambda index: noisy(still, 0.5, rng)  # noqa: E731
     camera = MjpegServer(fps=10, picture=picture).start()
-    with Daemon("--source", camera.url, "--weights", person_weights_file(tmp_path), "--frozen-s", 0.3,
+    config = tmp_path / "frozen.toml"
+    config.write_text("frozen_s = 0.3\n")
+    with Daemon("--config", config, "--source", camera.url, "--weights", person_weights_file(tmp_path),
                 http=False, log_path=tmp_path / "log") as daemon:
         listener = Listener(daemon.pub, topics=["status", "person"])
         try:
@@ -169,21 +172,13 @@ def test_live_pictures_through_the_daemon_are_never_frozen(tmp_path, request, sc
     assert "froze" not in daemon.stderr
 
 
-@pytest.mark.parametrize("toml, message", [
-    ("frozen_s = 0.2\n", "'frozen_s' must be a number of seconds from 0.3 to 5.0, found 0.2"),
-    ("frozen_s = 5.5\n", "'frozen_s' must be a number of seconds from 0.3 to 5.0, found 5.5"),
-    ("frozen_s = nan\n", "'frozen_s' must be a finite number, found nan"),
-    ('frozen_s = "1"\n', "'frozen_s' must be a number, found '1'"),
-])
-def test_frozen_s_out_of_range_exits_78_with_one_line(tmp_path, toml, message):
-    from conftest import run_cli
+@pytest.mark.parametrize("toml, shown", [("frozen_s = 0.2\n", "0.2"), ("frozen_s = 5.5\n", "5.5"),
+                                         ("frozen_s = nan\n", "nan"), ('frozen_s = "1"\n', "'1'")])
+def test_frozen_s_out_of_its_range_exits_78_with_one_line(tmp_path, toml, shown):
+    """0.3 to 5 s: shorter takes a camera of a few frames a second for frozen, longer follows a stale
+    picture for longer."""
     config = tmp_path / "bad.toml"
     config.write_text('source = "synthetic"\n' + toml)
     result = run_cli("run", "--config", config)
-    assert result.returncode == 78 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-
-
-def test_frozen_s_on_the_command_line():
-    from conftest import run_cli
-    result = run_cli("run", "--source", "synthetic", "--frozen-s", "nan")
-    assert result.returncode == 2 and "--frozen-s: expected a number > 0" in result.stderr, result.stderr
+    assert result.returncode == 78 and result.stderr.count("\n") == 1, result.stderr
+    assert "'frozen_s'" in result.stderr and shown in result.stderr, result.stderr
