@@ -74,6 +74,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, defaults: bool = True) 
     parser.add_argument("--calibration", metavar="DIR",
                         help="photos (JPEG/PNG) calibrating the int8 graph, ideally from the robot's camera "
                              "(default: generated frames)")
+    parser.add_argument("--low-memory", action="store_const", const=True,
+                        help="onnxruntime without weight prepacking: a smaller footprint, slower on most CPUs")
     if defaults:
         parser.add_argument("--threshold", type=fraction, default=0.2, help="class probability threshold (default 0.2)")
         parser.add_argument("--nms", type=fraction, default=0.5, help="per-class NMS IoU (default 0.5)")
@@ -87,7 +89,7 @@ def cmd_detect(args) -> int:
     from .model.weights import load_model
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names) if args.names else None
-    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
+    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration, args.low_memory)
     run_detect(Predictor(engine, args.threshold, args.nms, names), args.images, args.json, args.save_raw, args.annotate)
     return 0
 
@@ -100,7 +102,7 @@ def cmd_collect(args) -> int:
     from .train.collect import run_collect
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names)
-    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
+    engine = create_engine(model, args.engine, args.device, args.precision, args.calibration, args.low_memory)
     predictor = Predictor(engine, args.threshold, args.nms, names)
     run_collect(predictor, names, args.source, args.out, args.every, args.max)
     return 0
@@ -120,18 +122,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-    from .model.engines import ENGINES, GPU_ENGINES, check_precision
-    from .model.network import planted_model
-    from .model.weights import load_model, shipped_specs
-    if args.weights:
-        model = load_model(args.weights, args.cfg)
-    else:
-        specs = shipped_specs()
-        if args.model not in specs:
-            raise UserError(f"--model must be one of {', '.join(specs)}, found '{args.model}'")
-        # Speed does not depend on parameter values; planted persons give decode realistic work.
-        model = planted_model(specs[args.model], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+    from .bench import BenchModel, BenchRun, run_bench
+    from .model.engines import ENGINES, GPU_ENGINES, check_precision, resolve
+    source = BenchModel(args.weights, args.cfg, args.model)
+    model = source.load()  # here first: a bad file or name fails before any engine's process starts
     if args.names:  # checked so that a wrong file fails here as in `run`; names do not change timings
         from .model.classnames import class_names_for
         class_names_for(model.spec, args.names)
@@ -139,19 +133,26 @@ def cmd_bench(args) -> int:
         engines = list(GPU_ENGINES) if args.device not in ("cpu", "auto") else list(ENGINES)
     else:
         engines = [name.strip() for name in args.engine.split(",") if name.strip()]
+    for engine in engines:
+        resolve(engine, args.device)  # an unknown engine or a missing GPU fails here, not in its turn
     precisions = [name.strip() for name in args.precision.split(",") if name.strip()]
     for precision in precisions:
         check_precision("onnxruntime", precision)  # a known precision at all
     # Every engine at every precision it has; asked for by name, one it lacks is an error.
-    runs = [(engine, precision) for precision in precisions for engine in engines
+    runs = [BenchRun(engine, precision, args.device, args.frames, args.calibration, bool(args.low_memory),
+                     args.source if args.pipeline else None)
+            for precision in precisions for engine in engines
             if args.engine not in (None, "all") or precision in ENGINES[engine].precisions]
-    for engine, precision in runs:
-        check_precision(engine, precision)
+    for run in runs:
+        check_precision(run.engine, run.precision)
     if not args.json:
         print(f"weights: {model.source}")
     if args.pipeline and not args.log_level:
         logging.getLogger().setLevel(logging.WARNING)  # the table, not the daemon's log
-    run_bench(model, runs, args.device, args.frames, args.json, args.source if args.pipeline else None, args.calibration)
+    if len(runs) > 1:
+        del model  # each engine's process loads its own
+        model = None
+    run_bench(source, runs, args.json, model)
     return 0
 
 

@@ -28,6 +28,7 @@ class Config:
     device: str = "cpu"
     precision: str = "fp32"         # int8: the quantized graph on the onnxruntime engine
     calibration: str | None = None  # folder of photos calibrating the int8 graph (None: generated frames)
+    low_memory: bool = False        # onnxruntime fp32 without weight prepacking: smaller, slower
     threshold: float = 0.2
     nms: float = 0.5
     classes: tuple = ()             # classes published in `detections`; () = all
@@ -158,7 +159,7 @@ def validate(config: Config) -> Config:
                     "(`v4l2-ctl --list-formats-ext` lists a camera's)", c.camera_fourcc)
     if c.log_level not in ("debug", "info", "warning", "error"):
         raise _fail("log_level", "debug, info, warning or error", c.log_level)
-    for key in ("loop", "demo", "http_insecure"):
+    for key in ("loop", "demo", "http_insecure", "low_memory"):
         if not isinstance(getattr(c, key), bool):
             raise _fail(key, "true or false", getattr(c, key))
     _check_http_access(c)

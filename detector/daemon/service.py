@@ -114,7 +114,8 @@ class Service:
         try:
             self.model = model or load_pipeline_model(config)
             names = class_names_for(self.model.spec, config.names)
-            engine = create_engine(self.model, config.engine, config.device, config.precision, config.calibration)
+            engine = create_engine(self.model, config.engine, config.device, config.precision, config.calibration,
+                                   config.low_memory)
         except UserError as error:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
