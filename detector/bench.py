@@ -10,15 +10,14 @@ import json
 import multiprocessing
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .model.engines import create_engine
-from .model.network import Model, planted_model
-from .model.predictor import Predictor
+from .model.builder import PredictorSpec, build_predictor
+from .model.network import Model
 
 WARMUP_FRAMES = 3
 # /proc/cpuinfo flag -> the name benchmarks report: the vector units the engines' kernels choose from
@@ -48,24 +47,6 @@ def cpu_description(cpuinfo: str | None = None) -> dict:
     return {"model": model or "unknown", "flags": flags}
 
 
-@dataclass(frozen=True)
-class BenchModel:
-    """What to measure, small enough to hand to each engine's process, which loads it itself."""
-    weights: str | None   # a weights file; None: generated weights of `generated`
-    cfg: str | None
-    generated: str        # a shipped cfg name
-
-    def load(self) -> Model:
-        from .model.weights import load_model, shipped_specs
-        if self.weights:
-            return load_model(self.weights, self.cfg)
-        specs = shipped_specs()
-        if self.generated not in specs:
-            raise UserError(f"--model must be one of {', '.join(specs)}, found '{self.generated}'")
-        # Speed does not depend on parameter values; planted persons give decode realistic work.
-        return planted_model(specs[self.generated], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
-
-
 def summary(values_ms) -> dict:
     return {"median_ms": round(float(np.median(values_ms)), 3),
             "p95_ms": round(float(np.percentile(values_ms, 95)), 3)}
@@ -82,11 +63,10 @@ def bench_frames(count: int, width: int = 640, height: int = 480) -> list:
     return frames
 
 
-def bench_engines(model: Model, runs: list, device: str, frames: int, calibration=None, low_memory=False) -> list:
+def bench_engines(model: Model, runs: list, spec: PredictorSpec, frames: int) -> list:
     """Each (engine, precision) in `runs` on the same frames, in this process, taking turns frame by
     frame (run_bench gives each its own process instead)."""
-    predictors = [Predictor(create_engine(model, engine, device, precision, calibration, low_memory))
-                  for engine, precision in runs]
+    predictors = [build_predictor(replace(spec, engine=engine, precision=precision), model) for engine, precision in runs]
     images = bench_frames(frames)
     for predictor in predictors:
         for i in range(WARMUP_FRAMES):
@@ -184,32 +164,39 @@ def print_table(results: list) -> None:
 
 @dataclass(frozen=True)
 class BenchRun:
-    """One engine at one precision: the model stages, or with `pipeline_source` the whole daemon on it."""
-    engine: str
-    precision: str
-    device: str
+    """One engine at one precision (in `spec`): the model stages, or with `pipeline_source` the whole
+    daemon on that source. Small enough to hand to the engine's own process, which loads the model."""
+    spec: PredictorSpec
     frames: int
-    calibration: str | None = None
-    low_memory: bool = False
+    generated: str                      # shipped cfg whose generated weights stand in when spec.weights is None
     pipeline_source: str | None = None
 
+    def load(self) -> Model:
+        if self.spec.weights:
+            from .model.builder import load
+            return load(self.spec)
+        from .model.network import planted_model
+        from .model.weights import shipped_specs
+        # Speed does not depend on parameter values; planted persons give decode realistic work.
+        return planted_model(shipped_specs()[self.generated], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+
     def measure(self, model: Model) -> dict:
+        spec = self.spec
         if self.pipeline_source is None:
-            result = bench_engines(model, [(self.engine, self.precision)], self.device, self.frames,
-                                   self.calibration, self.low_memory)[0]
+            result = bench_engines(model, [(spec.engine, spec.precision)], spec, self.frames)[0]
         else:
             from .daemon.config import Config, validate
-            config = validate(Config(source=self.pipeline_source, loop=True, engine=self.engine, device=self.device,
-                                     precision=self.precision, calibration=self.calibration,
-                                     low_memory=self.low_memory))
+            config = validate(Config(source=self.pipeline_source, loop=True, engine=spec.engine, device=spec.device,
+                                     precision=spec.precision, calibration=spec.calibration,
+                                     low_memory=spec.low_memory))
             result = bench_pipeline(config, model, self.frames)
-        return {**result, "low_memory": self.low_memory, "cpu": cpu_description()}
+        return {**result, "low_memory": spec.low_memory, "cpu": cpu_description()}
 
 
-def _measure_alone(source: BenchModel, run: BenchRun, connection) -> None:
+def _measure_alone(run: BenchRun, connection) -> None:
     """The body of an engine's own process: its result, or the error that stopped it, to the parent."""
     try:
-        connection.send(("result", run.measure(source.load())))
+        connection.send(("result", run.measure(run.load())))
     except UserError as error:
         connection.send(("user-error", str(error), error.exit_code))
     except Exception as error:  # noqa: BLE001 - reported by the parent as that engine's failure
@@ -218,11 +205,11 @@ def _measure_alone(source: BenchModel, run: BenchRun, connection) -> None:
         connection.close()
 
 
-def measure_alone(source: BenchModel, run: BenchRun) -> dict:
+def measure_alone(run: BenchRun) -> dict:
     """`run` in a fresh process (spawned: no thread, library or engine of this one is carried over)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_measure_alone, args=(source, run, sender), name=f"bench-{run.engine}")
+    process = context.Process(target=_measure_alone, args=(run, sender), name=f"bench-{run.spec.engine}")
     process.start()
     sender.close()
     try:
@@ -234,16 +221,16 @@ def measure_alone(source: BenchModel, run: BenchRun) -> dict:
     if message[0] == "user-error":
         raise UserError(message[1], message[2])
     if message[0] == "error":
-        raise RuntimeError(f"bench of {run.engine} ({run.precision}): {message[1]}")
+        raise RuntimeError(f"bench of {run.spec.engine} ({run.spec.precision}): {message[1]}")
     return message[1]
 
 
-def run_bench(source: BenchModel, runs: list, as_json: bool, model: Model | None = None) -> list:
+def run_bench(runs: list, as_json: bool, model: Model | None = None) -> list:
     """`runs`: BenchRun each. Several are measured one after the other, each alone in its own process;
     a single one in this process (`model`: already loaded), which is then alone too."""
     results = []
     for run in runs:
-        result = run.measure(model or source.load()) if len(runs) == 1 else measure_alone(source, run)
+        result = run.measure(model or run.load()) if len(runs) == 1 else measure_alone(run)
         results.append(result)
         if as_json:
             print(json.dumps(result), flush=True)

@@ -16,7 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
-from detector.bench import BenchModel, BenchRun, bench_engines, cpu_description, measure_alone
+from detector.bench import BenchRun, bench_engines, cpu_description, measure_alone
+from detector.model.builder import PredictorSpec
 
 KINDS = ("onnxruntime", "onnxruntime low_memory", "chainer", "onnxruntime beside chainer")
 
@@ -25,12 +26,15 @@ def inference_ms(result: dict) -> float:
     return result["stages"]["inference"]["median_ms"]
 
 
-def measure(kind: str, source: BenchModel, frames: int) -> float:
+def measure(kind: str, weights: Path, frames: int) -> float:
     if kind == "onnxruntime beside chainer":
-        results = bench_engines(source.load(), [("onnxruntime", "fp32"), ("chainer", "fp32")], "cpu", frames)
+        spec = PredictorSpec(weights=str(weights), require_names=False)
+        run = BenchRun(spec, frames, "")
+        results = bench_engines(run.load(), [("onnxruntime", "fp32"), ("chainer", "fp32")], spec, frames)
         return inference_ms(results[0])
     engine, _, option = kind.partition(" ")
-    return inference_ms(measure_alone(source, BenchRun(engine, "fp32", "cpu", frames, low_memory=option == "low_memory")))
+    spec = PredictorSpec(weights=str(weights), engine=engine, low_memory=option == "low_memory", require_names=False)
+    return inference_ms(measure_alone(BenchRun(spec, frames, "")))
 
 
 def main() -> None:
@@ -43,12 +47,12 @@ def main() -> None:
     print(f"CPU as the processes see it: {cpu['model']} ({', '.join(cpu['flags'])})", flush=True)
     summary = {}
     for model in ("yolo-tiny", "yolov1-tiny"):
-        source = BenchModel(str(args.weights_dir / f"{model}.weights"), None, model)
+        weights = args.weights_dir / f"{model}.weights"
         times = {kind: [] for kind in KINDS}
         for round_index in range(args.rounds):
             order = KINDS if round_index % 2 == 0 else tuple(reversed(KINDS))
             for kind in order:
-                times[kind].append(measure(kind, source, args.frames))
+                times[kind].append(measure(kind, weights, args.frames))
                 print(f"{model} round {round_index + 1}: {kind} {times[kind][-1]:.1f} ms", flush=True)
         medians = {kind: round(statistics.median(values), 1) for kind, values in times.items()}
         ratios = [chainer / onnx for chainer, onnx in zip(times["chainer"], times["onnxruntime"])]

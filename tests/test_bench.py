@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from detector.bench import BenchModel, BenchRun, cpu_description, measure_alone
+from detector.bench import BenchRun, cpu_description, measure_alone
 from detector.errors import UserError
+from detector.model.builder import PredictorSpec
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -56,8 +57,9 @@ def test_each_engine_is_measured_in_a_process_of_its_own():
     """The Chainer engine measured from a fresh interpreter loads Chainer (and its BLAS threads) only in
     its own process: the measuring one never imports it."""
     script = ("import json, sys\n"
-              "from detector.bench import BenchModel, BenchRun, measure_alone\n"
-              "result = measure_alone(BenchModel(None, None, 'yolov1-tiny'), BenchRun('chainer', 'fp32', 'cpu', 2))\n"
+              "from detector.bench import BenchRun, measure_alone\n"
+              "from detector.model.builder import PredictorSpec\n"
+              "result = measure_alone(BenchRun(PredictorSpec(engine='chainer'), 2, 'yolov1-tiny'))\n"
               "print(json.dumps({'engine': result['engine'], 'frames': result['frames'],\n"
               "                  'chainer_here': 'chainer' in sys.modules}))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -66,8 +68,9 @@ def test_each_engine_is_measured_in_a_process_of_its_own():
 
 
 def test_an_engines_failure_in_its_process_is_the_users_error(tmp_path):
-    run = BenchRun("onnxruntime", "int8", "cpu", 2, calibration=str(tmp_path / "no-such-folder"))
+    spec = PredictorSpec(engine="onnxruntime", precision="int8", calibration=str(tmp_path / "no-such-folder"))
     with pytest.raises(UserError, match="no-such-folder"):
-        measure_alone(BenchModel(None, None, "yolov1-tiny"), run)
-    result = run_cli("bench", "--model", "yolov1-tiny", "--engine", "onnxruntime,nonsense", "--frames", 2)
-    assert result.returncode != 0 and "unknown engine 'nonsense'" in result.stderr and "Traceback" not in result.stderr
+        measure_alone(BenchRun(spec, 2, "yolov1-tiny"))
+    result = run_cli("bench", "--model", "yolov1-tiny", "--engine", "onnxruntime", "--precision", "fp32,int8",
+                     "--calibration", tmp_path / "no-such-folder", "--frames", 2)
+    assert result.returncode != 0 and "no-such-folder" in result.stderr and "Traceback" not in result.stderr

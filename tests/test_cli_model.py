@@ -92,7 +92,7 @@ def test_non_finite_parameters_fail_verify_and_run(v1_file, tmp_path):
         assert_clean_error(result, f"{count} of 27,099,950 parameters are not finite", code=1)
         assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
     result = run_cli("run", "--source", "synthetic", "--no-http", "--max-frames", 1, "--weights", nan_file,
-                     "--pub", "inproc://nan")
+                     "--pub", "tcp://127.0.0.1:0")
     assert_clean_error(result, "4,000 of 27,099,950 parameters are not finite", code=78)
     assert result.stderr.count("\n") == 1, result.stderr
     layers = make_params("yolo-tiny", seed=2)
@@ -180,9 +180,9 @@ def test_gpu_without_cupy_is_an_error_not_a_fallback(v1_file, test_image):
 
 def test_bad_option_values(v1_file, test_image):
     result = run_cli("detect", test_image, "--weights", v1_file, "--threshold", "1.5")
-    assert_clean_error(result, "expected a number between 0 and 1, found 1.5", code=2)
+    assert_clean_error(result, "--threshold: expected a number from 0 to 1, found '1.5'", code=2)
     result = run_cli("detect", test_image, "--weights", v1_file, "--engine", "tensorflow")
-    assert_clean_error(result, "unknown engine 'tensorflow'")
+    assert_clean_error(result, "--engine: expected onnxruntime, opencv or chainer, found 'tensorflow'", code=2)
 
 
 class _WrongFileHandler(http.server.BaseHTTPRequestHandler):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 
 import zmq
 
@@ -32,10 +33,12 @@ class Publisher:
             # user is in it, systemd/robot-detector-tunnel.service), whatever the umask; nobody else.
             os.chmod(self.endpoint[len("ipc://"):], 0o660)
         self.sent = 0
+        # On every message: a client tells this daemon's messages from those of the one before it.
+        self.run_id = secrets.token_hex(8)
 
     def send(self, topic: str, payload: dict) -> None:
         try:
-            self.socket.send(protocol.encode(topic, payload), zmq.NOBLOCK)
+            self.socket.send(protocol.encode(topic, {**payload, "run_id": self.run_id}), zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:  # PUB never blocks, but be explicit: a full queue drops, never waits
             pass
