@@ -276,6 +276,29 @@ def test_adam_runs_its_last_tenth_at_a_tenth_of_the_rate(tmp_path, capsys, lr, b
     assert rates == pytest.approx([base] * 18 + [base / 10] * 2)
 
 
+def test_progress_carries_darknets_batch_statistics(tmp_path, capsys):
+    """Each --json progress line carries the detection layer's per-batch statistics beside the loss;
+    with the whole dataset in one unaugmented batch, `count` is its number of object cells."""
+    from detector.train.dataset import load_dataset
+    from detector.train.objective import truth_grid
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(small_cfg(size=28, filters=(4, 8)))
+    data = write_shapes(tmp_path / "data", 4, 28)
+    train(TrainOptions(str(data), cfg=str(cfg), out=str(tmp_path / "out.weights"), iterations=3, batch=4,
+                       json=True, log_every=1, augment="none"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [line for line in lines if "loss" in line]
+    assert len(progress) == 3
+    object_cells = int(truth_grid(list(load_dataset(data).labels), parse_cfg(cfg.read_text()).detection).is_object.sum())
+    assert object_cells > 0
+    for line in progress:
+        assert set(line) == {"iteration", "loss", "lr", "images_per_s", "avg_iou", "pos_cat", "all_cat", "pos_obj",
+                             "any_obj", "count"}
+        assert line["count"] == object_cells
+        assert 0 <= line["avg_iou"] <= 1
+        assert all(np.isfinite(line[key]) for key in ("pos_cat", "all_cat", "pos_obj", "any_obj"))
+
+
 def test_adam_matches_the_textbook_formula():
     """The in-place Adam equals m_hat / (sqrt(v_hat) + eps) steps, decay as L2 on weights only."""
     from detector.model import chainer_compat  # noqa: F401

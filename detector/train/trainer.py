@@ -35,7 +35,7 @@ from .dataset import load_dataset
 from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
 from .network import TrainableNet, darknet_random_model
-from .objective import detection_loss
+from .objective import BatchStatistics, detection_loss
 from .optimizers import Adam, DarknetSGD
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,18 @@ class _Batches:
         self.thread.join(timeout=5)
 
 
+def _statistics_text(statistics: BatchStatistics) -> str:
+    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count."""
+    def value(number):
+        return "-" if number is None else f"{number:.3f}"
+    return (f"Avg IOU {value(statistics.avg_iou)}, Pos Cat {value(statistics.pos_cat)}, "
+            f"All Cat {value(statistics.all_cat)}, Pos Obj {value(statistics.pos_obj)}, "
+            f"Any Obj {statistics.any_obj:.4f}, count {statistics.count}")
+
+
 class _Progress:
-    """A one-line bar on a terminal (stderr); JSON lines on stdout with --json."""
+    """A one-line bar on a terminal (stderr); JSON lines on stdout with --json. Each report carries
+    the loss and the detection layer's statistics of the iteration's batch, as Darknet prints them."""
 
     def __init__(self, total: int, as_json: bool, log_every: int):
         self.total, self.as_json, self.log_every = total, as_json, log_every
@@ -191,25 +201,26 @@ class _Progress:
         self.t_start = time.perf_counter()
         self.images = 0
 
-    def step(self, iteration: int, loss: float, lr: float, images: int) -> None:
+    def step(self, iteration: int, loss: float, lr: float, images: int, statistics: BatchStatistics) -> None:
         self.images += images
         elapsed = time.perf_counter() - self.t_start
         rate = self.images / elapsed if elapsed > 0 else 0.0
         last = iteration == self.total
         if self.as_json and (iteration % self.log_every == 0 or last):
             print(json.dumps({"iteration": iteration, "loss": round(loss, 6), "lr": lr,
-                              "images_per_s": round(rate, 2)}), flush=True)
+                              "images_per_s": round(rate, 2), **statistics.as_dict()}), flush=True)
         elif self.tty:
             done = iteration / self.total
             eta_s = elapsed / done - elapsed if done else 0.0
             bar = "#" * int(30 * done)
-            sys.stderr.write(f"\r[{bar:<30}] {iteration}/{self.total} loss {loss:.4f} "
+            sys.stderr.write(f"\r[{bar:<30}] {iteration}/{self.total} loss {loss:.4f} {_statistics_text(statistics)} "
                              f"{rate:.1f} img/s ETA {int(eta_s // 60)}:{int(eta_s % 60):02d}")
             if last:
                 sys.stderr.write("\n")
             sys.stderr.flush()
         elif iteration % max(self.log_every, self.total // 20 or 1) == 0 or last:
-            log.info("iteration %d/%d loss %.4f lr %g %.1f images/s", iteration, self.total, loss, lr, rate)
+            log.info("iteration %d/%d loss %.4f (%s) lr %g %.1f images/s", iteration, self.total, loss,
+                     _statistics_text(statistics), lr, rate)
 
 
 class _NetEngine:
@@ -316,7 +327,7 @@ def train(options: TrainOptions) -> TrainResult:
                         break
                     blob, labels = batches.next()
                     output = net(net.xp.asarray(blob))
-                    loss, _ = detection_loss(output, labels, spec.detection)
+                    loss, targets = detection_loss(output, labels, spec.detection)
                     value = float(loss.array)
                     if not math.isfinite(value):
                         raise UserError(f"the loss became {value} at iteration {iteration + 1}: training diverged. "
@@ -327,7 +338,7 @@ def train(options: TrainOptions) -> TrainResult:
                     optimizer.update(rate)
                     seen += options.batch
                     losses.append(value)
-                    progress.step(iteration + 1, value, rate, options.batch)
+                    progress.step(iteration + 1, value, rate, options.batch, targets.statistics)
                     if time.monotonic() - t_saved > options.checkpoint_every_s:
                         save()
                         t_saved = time.monotonic()
