@@ -74,6 +74,28 @@ class ChainerEngine(Engine):
             return self._to_host(output).astype(np.float32, copy=False)
 
 
+def onnxruntime_options():
+    """Session options of every onnxruntime session: all cores, full graph optimisation, and idle
+    threads that sleep instead of spinning (the capture and publishing threads need the cores)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def onnxruntime_fp32_session(model: Model, layers: int | None = None):
+    """An fp32 session of `model`'s graph with its parameters embedded (the first `layers` layers
+    only, if given: see onnx_graph.build_onnx). Prepacking off, as for the engine."""
+    import onnxruntime as ort
+    from .onnx_graph import build_onnx
+    options = onnxruntime_options()
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     precisions = PRECISIONS
@@ -82,10 +104,7 @@ class OnnxRuntimeEngine(Engine):
         super().__init__(model, device, precision)
         import onnxruntime as ort
         from .onnx_graph import INPUT_NAME
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = onnxruntime_options()
         self._input_name = INPUT_NAME
         if precision == "int8":  # int8 kernels need their weights prepacked to be fast
             self.session = self._int8_session(ort, options, calibration)

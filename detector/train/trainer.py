@@ -34,7 +34,7 @@ from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
 from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .network import TrainableNet, darknet_random_model
+from .network import FROZEN_ENGINES, TrainableNet, darknet_random_model
 from .objective import BatchStatistics, detection_loss
 from .optimizers import Adam, DarknetSGD
 
@@ -69,6 +69,7 @@ class TrainOptions:
     augment: str = "default"
     mixup: float = 0.0
     freeze: int = 0
+    frozen_engine: str = "onnxruntime"  # runs the frozen layers on the CPU (network.FROZEN_ENGINES); GPU: chainer
     device: str = "cpu"
     seed: int = 0
     json: bool = False
@@ -110,6 +111,9 @@ def _check_options(options: TrainOptions, spec: NetworkSpec) -> None:
     trainable = [i for i in range(options.freeze, len(spec.layers)) if spec.parameter_shapes(i)]
     if not trainable:
         raise UserError(f"--freeze {options.freeze} leaves no layer with parameters to train", EX_CONFIG)
+    if options.frozen_engine not in FROZEN_ENGINES:
+        raise UserError(f"the frozen layers' engine must be one of {', '.join(FROZEN_ENGINES)}, "
+                        f"found '{options.frozen_engine}'", EX_CONFIG)
     for name in ("lr", "momentum", "decay", "mixup"):
         value = getattr(options, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -284,7 +288,7 @@ def train(options: TrainOptions) -> TrainResult:
 
     # gpu:N: every CuPy call of the run (parameters, batches, optimizer state) on device N
     with device_context(device):
-        net = TrainableNet(model, options.freeze)
+        net = TrainableNet(model, options.freeze, options.frozen_engine if device == "cpu" else "chainer")
         if device != "cpu":
             net.to_device(f"@cupy:{device.split(':')[1]}")  # moved once; per step only the batch goes
         parameters = net.trainable_parameters()
@@ -297,9 +301,10 @@ def train(options: TrainOptions) -> TrainResult:
         else:
             optimizer = Adam(parameters, decay)
             learning_rate = lambda i: adam_learning_rate(i, iterations, options.lr)  # noqa: E731
-        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen",
+        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen%s",
                  spec.name, model.source, dataset.source, len(dataset), iterations, options.batch,
-                 options.optimizer, device, options.freeze)
+                 options.optimizer, device, options.freeze,
+                 f" (run by {net.frozen_engine})" if options.freeze else "")
 
         rng = np.random.default_rng(options.seed)
         batches = _Batches(dataset, spec, options, rng)
