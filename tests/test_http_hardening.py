@@ -4,6 +4,7 @@ CLI's stdout going away."""
 import json
 import logging
 import math
+import os
 import signal
 import socket
 import struct
@@ -17,8 +18,11 @@ import pytest
 
 from conftest import run_cli
 from daemon_helpers import SCRIPT, Daemon, Listener
+from detector.daemon.tracker import LOST, TrackerUpdate
 from detector.daemon.webserver import MAX_CONNECTIONS, REQUEST_TIMEOUT_S
 from detector.model.decode import Detection
+
+NOBODY = TrackerUpdate((), LOST, ())  # a frame in which nobody is tracked
 
 TOKEN = "0123456789abcdef-soak"
 
@@ -224,8 +228,11 @@ def test_non_loopback_bind_needs_a_token():
     result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", "--pub", "tcp://127.0.0.1:0")
     assert result.returncode == 78 and "--http-token" in result.stderr and "--http-insecure" in result.stderr
     result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", "--http-token", "short")
-    assert result.returncode == 78 and "'http_token' must be at least 16" in result.stderr
+    assert result.returncode == 2 and "--http-token: expected at least 16" in result.stderr  # a bad value
     assert "short" not in result.stderr  # a secret is never echoed
+    result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", env={**os.environ, "ROBOT_DETECTOR_HTTP_TOKEN": "short"})
+    assert result.returncode == 78 and "'http_token' must be at least 16" in result.stderr
+    assert "short" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -256,9 +263,9 @@ def test_encoder_survives_a_frame_it_cannot_draw(caplog):
             while not stream.viewers and time.monotonic() < deadline:
                 time.sleep(0.05)
             for seq in range(3):
-                stream.offer(seq, 0.0, frame, [bad], None)
+                stream.offer(seq, 0.0, frame, [bad], NOBODY)
                 time.sleep(0.3)
-            stream.offer(3, 0.0, frame, [good], None)
+            stream.offer(3, 0.0, frame, [good], NOBODY)
             viewer.join(10)
     finally:
         stream.stop()

@@ -71,11 +71,11 @@ class DebugStream:
         self.server.server_close()
 
     # --- called by the frame loop: cheap, never blocks on viewers ---
-    def offer(self, seq: int, t_capture: float, frame_bgr, detections, target) -> None:
-        """`target`: the tracker's Target or None."""
-        self.feed.add_frame(t_capture, detections, target)
+    def offer(self, seq: int, t_capture: float, frame_bgr, detections, tracked) -> None:
+        """`tracked`: the tracker's TrackerUpdate for this frame."""
+        self.feed.add_frame(t_capture, detections, tracked.target)
         with self._condition:
-            self._pending = (seq, frame_bgr, detections, target.detection if target is not None else None)
+            self._pending = (seq, frame_bgr, detections, tracked.target.detection)
             self._t_last_offer = time.monotonic()
             if self.viewers:
                 self._condition.notify_all()
