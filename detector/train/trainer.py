@@ -186,13 +186,17 @@ class _Batches:
         self.thread.join(timeout=5)
 
 
-def _statistics_text(statistics: BatchStatistics) -> str:
-    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count."""
+def _statistics_text(statistics: BatchStatistics, short: bool = False) -> str:
+    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count. `short`:
+    the same values in a form that keeps the progress bar on one terminal line."""
     def value(number):
-        return "-" if number is None else f"{number:.3f}"
-    return (f"Avg IOU {value(statistics.avg_iou)}, Pos Cat {value(statistics.pos_cat)}, "
-            f"All Cat {value(statistics.all_cat)}, Pos Obj {value(statistics.pos_obj)}, "
-            f"Any Obj {statistics.any_obj:.4f}, count {statistics.count}")
+        return "-" if number is None else f"{number:.2f}" if short else f"{number:.3f}"
+    s = statistics
+    if short:
+        return (f"IoU {value(s.avg_iou)} cat {value(s.pos_cat)}/{value(s.all_cat)} "
+                f"obj {value(s.pos_obj)}/{s.any_obj:.3f} n {s.count}")
+    return (f"Avg IOU {value(s.avg_iou)}, Pos Cat {value(s.pos_cat)}, All Cat {value(s.all_cat)}, "
+            f"Pos Obj {value(s.pos_obj)}, Any Obj {s.any_obj:.4f}, count {s.count}")
 
 
 class _Progress:
@@ -216,8 +220,8 @@ class _Progress:
         elif self.tty:
             done = iteration / self.total
             eta_s = elapsed / done - elapsed if done else 0.0
-            bar = "#" * int(30 * done)
-            sys.stderr.write(f"\r[{bar:<30}] {iteration}/{self.total} loss {loss:.4f} {_statistics_text(statistics)} "
+            bar = "#" * int(10 * done)
+            sys.stderr.write(f"\r[{bar:<10}] {iteration}/{self.total} loss {loss:.3f} {_statistics_text(statistics, True)} "
                              f"{rate:.1f} img/s ETA {int(eta_s // 60)}:{int(eta_s % 60):02d}")
             if last:
                 sys.stderr.write("\n")
