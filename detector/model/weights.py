@@ -17,6 +17,7 @@ import numpy as np
 
 from .cfg import Connected, Convolutional, NetworkSpec, load_cfg
 from ..errors import EX_CONFIG, UserError
+from .integrity import refuse_nonfinite
 from .network import MappedFile, Model, parametrised_layers
 
 CFG_DIR = Path(__file__).resolve().parent / "cfgs"  # package data: the shipped cfgs
@@ -244,14 +245,15 @@ def load_spec(cfg) -> NetworkSpec:
 
 
 def load_model(weights_path=None, cfg_path=None) -> Model:
-    """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given."""
+    """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given. A file
+    with a NaN or infinite parameter is refused."""
     path = Path(weights_path) if weights_path else default_weights_path()
     if not path.is_file():
         raise UserError(f"Weights file {path} does not exist.\n{how_to_get_weights()}", EX_CONFIG)
     spec = load_spec(cfg_path) if cfg_path else None
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"
-    return load_seed_npz(path, spec) if is_zip else load_darknet(path, spec)
+    return refuse_nonfinite(load_seed_npz(path, spec) if is_zip else load_darknet(path, spec))
 
 
 def sha256_of(path: Path) -> str:
