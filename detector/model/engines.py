@@ -88,12 +88,10 @@ def onnxruntime_options():
 
 def onnxruntime_fp32_session(model: Model, layers: int | None = None):
     """An fp32 session of `model`'s graph with its parameters embedded (the first `layers` layers
-    only, if given: see onnx_graph.build_onnx). Prepacking off, as for the engine."""
+    only, if given: see onnx_graph.build_onnx), weights prepacked as the engine's default."""
     import onnxruntime as ort
     from .onnx_graph import build_onnx
-    options = onnxruntime_options()
-    options.add_session_config_entry("session.disable_prepacking", "1")
-    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), options,
+    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), onnxruntime_options(),
                                 providers=["CPUExecutionProvider"])
 
 
