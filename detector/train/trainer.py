@@ -34,8 +34,8 @@ from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
 from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .network import TrainableNet, darknet_random_model
-from .objective import detection_loss
+from .network import FROZEN_ENGINES, TrainableNet, darknet_random_model
+from .objective import BatchStatistics, detection_loss
 from .optimizers import Adam, DarknetSGD
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class TrainOptions:
     augment: str = "default"
     mixup: float = 0.0
     freeze: int = 0
+    frozen_engine: str = "onnxruntime"  # runs the frozen layers on the CPU (network.FROZEN_ENGINES); GPU: chainer
     device: str = "cpu"
     seed: int = 0
     json: bool = False
@@ -110,6 +111,9 @@ def _check_options(options: TrainOptions, spec: NetworkSpec) -> None:
     trainable = [i for i in range(options.freeze, len(spec.layers)) if spec.parameter_shapes(i)]
     if not trainable:
         raise UserError(f"--freeze {options.freeze} leaves no layer with parameters to train", EX_CONFIG)
+    if options.frozen_engine not in FROZEN_ENGINES:
+        raise UserError(f"the frozen layers' engine must be one of {', '.join(FROZEN_ENGINES)}, "
+                        f"found '{options.frozen_engine}'", EX_CONFIG)
     for name in ("lr", "momentum", "decay", "mixup"):
         value = getattr(options, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -182,8 +186,22 @@ class _Batches:
         self.thread.join(timeout=5)
 
 
+def _statistics_text(statistics: BatchStatistics, short: bool = False) -> str:
+    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count. `short`:
+    the same values in a form that keeps the progress bar on one terminal line."""
+    def value(number):
+        return "-" if number is None else f"{number:.2f}" if short else f"{number:.3f}"
+    s = statistics
+    if short:
+        return (f"IoU {value(s.avg_iou)} cat {value(s.pos_cat)}/{value(s.all_cat)} "
+                f"obj {value(s.pos_obj)}/{s.any_obj:.3f} n {s.count}")
+    return (f"Avg IOU {value(s.avg_iou)}, Pos Cat {value(s.pos_cat)}, All Cat {value(s.all_cat)}, "
+            f"Pos Obj {value(s.pos_obj)}, Any Obj {s.any_obj:.4f}, count {s.count}")
+
+
 class _Progress:
-    """A one-line bar on a terminal (stderr); JSON lines on stdout with --json."""
+    """A one-line bar on a terminal (stderr); JSON lines on stdout with --json. Each report carries
+    the loss and the detection layer's statistics of the iteration's batch, as Darknet prints them."""
 
     def __init__(self, total: int, as_json: bool, log_every: int):
         self.total, self.as_json, self.log_every = total, as_json, log_every
@@ -191,25 +209,26 @@ class _Progress:
         self.t_start = time.perf_counter()
         self.images = 0
 
-    def step(self, iteration: int, loss: float, lr: float, images: int) -> None:
+    def step(self, iteration: int, loss: float, lr: float, images: int, statistics: BatchStatistics) -> None:
         self.images += images
         elapsed = time.perf_counter() - self.t_start
         rate = self.images / elapsed if elapsed > 0 else 0.0
         last = iteration == self.total
         if self.as_json and (iteration % self.log_every == 0 or last):
             print(json.dumps({"iteration": iteration, "loss": round(loss, 6), "lr": lr,
-                              "images_per_s": round(rate, 2)}), flush=True)
+                              "images_per_s": round(rate, 2), **statistics.as_dict()}), flush=True)
         elif self.tty:
             done = iteration / self.total
             eta_s = elapsed / done - elapsed if done else 0.0
-            bar = "#" * int(30 * done)
-            sys.stderr.write(f"\r[{bar:<30}] {iteration}/{self.total} loss {loss:.4f} "
+            bar = "#" * int(10 * done)
+            sys.stderr.write(f"\r[{bar:<10}] {iteration}/{self.total} loss {loss:.3f} {_statistics_text(statistics, True)} "
                              f"{rate:.1f} img/s ETA {int(eta_s // 60)}:{int(eta_s % 60):02d}")
             if last:
                 sys.stderr.write("\n")
             sys.stderr.flush()
         elif iteration % max(self.log_every, self.total // 20 or 1) == 0 or last:
-            log.info("iteration %d/%d loss %.4f lr %g %.1f images/s", iteration, self.total, loss, lr, rate)
+            log.info("iteration %d/%d loss %.4f (%s) lr %g %.1f images/s", iteration, self.total, loss,
+                     _statistics_text(statistics), lr, rate)
 
 
 class _NetEngine:
@@ -273,7 +292,7 @@ def train(options: TrainOptions) -> TrainResult:
 
     # gpu:N: every CuPy call of the run (parameters, batches, optimizer state) on device N
     with device_context(device):
-        net = TrainableNet(model, options.freeze)
+        net = TrainableNet(model, options.freeze, options.frozen_engine if device == "cpu" else "chainer")
         if device != "cpu":
             net.to_device(f"@cupy:{device.split(':')[1]}")  # moved once; per step only the batch goes
         parameters = net.trainable_parameters()
@@ -286,9 +305,10 @@ def train(options: TrainOptions) -> TrainResult:
         else:
             optimizer = Adam(parameters, decay)
             learning_rate = lambda i: adam_learning_rate(i, iterations, options.lr)  # noqa: E731
-        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen",
+        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen%s",
                  spec.name, model.source, dataset.source, len(dataset), iterations, options.batch,
-                 options.optimizer, device, options.freeze)
+                 options.optimizer, device, options.freeze,
+                 f" (run by {net.frozen_engine})" if options.freeze else "")
 
         rng = np.random.default_rng(options.seed)
         batches = _Batches(dataset, spec, options, rng)
@@ -316,7 +336,7 @@ def train(options: TrainOptions) -> TrainResult:
                         break
                     blob, labels = batches.next()
                     output = net(net.xp.asarray(blob))
-                    loss, _ = detection_loss(output, labels, spec.detection)
+                    loss, targets = detection_loss(output, labels, spec.detection)
                     value = float(loss.array)
                     if not math.isfinite(value):
                         raise UserError(f"the loss became {value} at iteration {iteration + 1}: training diverged. "
@@ -327,7 +347,7 @@ def train(options: TrainOptions) -> TrainResult:
                     optimizer.update(rate)
                     seen += options.batch
                     losses.append(value)
-                    progress.step(iteration + 1, value, rate, options.batch)
+                    progress.step(iteration + 1, value, rate, options.batch, targets.statistics)
                     if time.monotonic() - t_saved > options.checkpoint_every_s:
                         save()
                         t_saved = time.monotonic()
