@@ -196,9 +196,13 @@ def cmd_view(args) -> int:
 
 
 def cmd_simulate_follow(args) -> int:
-    from .followsim import Scene, run_scene
+    from .sim.follow import Scene, simulate
     fields = {name: getattr(args, name) for name in Scene.__dataclass_fields__ if getattr(args, name, None) is not None}
-    figures = run_scene(Scene(**fields), args.png)
+    run = simulate(Scene(**fields))
+    figures = run.figures()
+    if args.png:
+        from .sim.plot import draw
+        draw(run, args.png, figures)
     if args.json:
         print(json.dumps(figures))
     else:
@@ -210,7 +214,7 @@ def cmd_simulate_follow(args) -> int:
 
 
 def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
-    """Every option is a field of followsim.Scene (defaults there)."""
+    """Every option is a field of sim.follow.Scene (defaults there)."""
     world = sim.add_argument_group("the world")
     world.add_argument("--delay", dest="delay_s", metavar="S", type=positive_number, help="capture -> robot delay, s (default 0.1)")
     world.add_argument("--rate", dest="rate_hz", metavar="HZ", type=positive_number, help="person messages per second (default 30)")

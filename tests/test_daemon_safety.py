@@ -46,7 +46,7 @@ def notify_socket(tmp_path):
 def test_grace_is_measured_on_the_monotonic_clock_and_held_is_published(tmp_path):
     """A person seen, then not: held within the grace, dropped after it, even when the wall clock
     steps back ten minutes in between (with wall-clock grace that kept found: true for 10 minutes)."""
-    from detector.daemon.capture import Frame
+    from detector.capture import Frame
     from detector.daemon.config import Config, validate
     from detector.daemon.service import Service
     from detector.model.engines import create_engine

@@ -18,7 +18,7 @@ import numpy as np
 from robot_client import protocol
 from robot_client.sdnotify import Notifier
 
-from .capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
+from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
 from ..model.classnames import class_names_for
 from ..model.engines import create_engine

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..daemon.capture import LatestFrameCapture, describe_source, source_kind
+from ..capture import LatestFrameCapture, describe_source, source_kind
 from ..errors import EX_CONFIG, UserError
 from ..model.classnames import read_names
 from ..model.predictor import Predictor

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from robot_client import protocol
 from robot_client.client import build_follower, parse_args
 
-from .errors import EX_CONFIG, UserError
+from ..errors import EX_CONFIG, UserError
 
 EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
 NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
@@ -255,13 +255,3 @@ def simulate(scene: Scene, follower=None) -> Run:
         robot.step(command, scene.step_s)
         person.step(t, scene.step_s)
     return run
-
-
-def run_scene(scene: Scene, png_path=None) -> dict:
-    """Simulate, draw the picture when asked, return the figures."""
-    run = simulate(scene)
-    figures = run.figures()
-    if png_path:
-        from .followplot import draw
-        draw(run, png_path, figures)
-    return figures
