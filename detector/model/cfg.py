@@ -51,7 +51,7 @@ class Dropout:
 
 
 @dataclass(frozen=True)
-class Detection:
+class DetectionLayer:
     """The v1 detection layer. Defaults are Darknet's (parse_detection) where the cfg says nothing."""
     classes: int
     side: int
@@ -108,7 +108,7 @@ class TrainingParams:
         return rate
 
 
-Layer = Union[Crop, Convolutional, MaxPool, Connected, Dropout, Detection]
+Layer = Union[Crop, Convolutional, MaxPool, Connected, Dropout, DetectionLayer]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class NetworkSpec:
     training: TrainingParams = TrainingParams()
 
     @property
-    def detection(self) -> Detection:
+    def detection(self) -> DetectionLayer:
         return self.layers[-1]
 
     @property
@@ -246,7 +246,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
     for kind, options, number in sections[1:]:
         where = f"{source}:{number} [{kind}]"
         opt = _Options(options, where)
-        if layers and isinstance(layers[-1], Detection):
+        if layers and isinstance(layers[-1], DetectionLayer):
             raise UserError(f"{where}: the [detection] layer must be the last layer")
         if kind == "crop":
             if layers:
@@ -279,7 +279,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
         elif kind == "dropout":
             layers.append(Dropout(opt.float("probability", 0.5)))
         elif kind == "detection":
-            layer = Detection(opt.int("classes", 1), opt.int("side", 7), opt.int("num", 1),
+            layer = DetectionLayer(opt.int("classes", 1), opt.int("side", 7), opt.int("num", 1),
                               bool(opt.int("sqrt", 0)), bool(opt.int("rescore", 0)),
                               opt.float("object_scale", 1.0), opt.float("noobject_scale", 1.0),
                               opt.float("class_scale", 1.0), opt.float("coord_scale", 1.0),
@@ -295,7 +295,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
         else:
             raise UserError(f"{where}: layer type [{kind}] is not supported; a Tiny-YOLO v1 cfg uses "
                             "crop, convolutional, maxpool, connected, dropout and detection")
-    if not layers or not isinstance(layers[-1], Detection):
+    if not layers or not isinstance(layers[-1], DetectionLayer):
         raise UserError(f"{source}: the cfg must end with a [detection] layer (YOLO v1)")
     detection = layers[-1]
     return NetworkSpec(name, width, height, channels, tuple(layers),
