@@ -34,7 +34,7 @@ from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
 from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .network import TrainableNet, darknet_random_model
+from .trainable_net import TrainableNet, darknet_random_model
 from .objective import detection_loss
 from .optimizers import Adam, DarknetSGD
 
