@@ -84,7 +84,7 @@ def cmd_detect(args) -> int:
     from .model.classnames import class_names_for
     from .model.engines import create_engine
     from .model.predictor import Predictor
-    from .model.weights import load_model
+    from .model.weights_store import load_model
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names) if args.names else None
     engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
@@ -96,7 +96,7 @@ def cmd_collect(args) -> int:
     from .model.classnames import class_names_for
     from .model.engines import create_engine
     from .model.predictor import Predictor
-    from .model.weights import load_model
+    from .model.weights_store import load_model
     from .train.collect import run_collect
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names)
@@ -123,7 +123,8 @@ def cmd_bench(args) -> int:
     from .bench import run_bench
     from .model.engines import ENGINES, GPU_ENGINES, check_precision
     from .model.network import planted_model
-    from .model.weights import load_model, shipped_specs
+    from .model.cfg import shipped_specs
+    from .model.weights_store import load_model
     if args.weights:
         model = load_model(args.weights, args.cfg)
     else:
@@ -156,7 +157,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_weights_verify(args) -> int:
-    from .model.weights import verify
+    from .model.weights_store import verify
     report = verify(args.path, args.cfg)
     if args.json:
         print(json.dumps(report))
@@ -167,7 +168,7 @@ def cmd_weights_verify(args) -> int:
 
 
 def cmd_weights_fetch(args) -> int:
-    from .model.weights import PRETRAINED, fetch
+    from .model.weights_store import PRETRAINED, fetch
     models = [p.cfg for p in PRETRAINED] if args.model == "all" else [args.model]
     for item in fetch(args.dest, models, args.mirror):
         note = "" if item["sha256_pinned"] else " (size checked; no sha256 is pinned for this file yet)"
@@ -317,7 +318,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .model.weights import PRETRAINED
+    from .model.weights_store import PRETRAINED
     levels = ["debug", "info", "warning", "error"]
     # Accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value
     # given before it to its own default.

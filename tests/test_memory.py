@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detector.model.engines import create_engine
-from detector.model.weights import load_model
+from detector.model.weights_store import load_model
 
 LIMIT_MB = {"yolo-tiny": 400, "yolov1-tiny": 300}
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import run_cli
 from darknet_files import _conv3x3, make_params, write_weights
-from detector.model.cfg import parse_cfg
+from detector.model.cfg import CFG_DIR, parse_cfg
 from detector.model.decode import VOC_CLASSES
-from detector.model.weights import CFG_DIR, load_model
+from detector.model.weights_store import load_model
 from detector.train import shapes
 from detector.train.trainer import TrainOptions, train
 from test_train_objective import darknet_delta

@@ -20,15 +20,16 @@ from robot_client.sdnotify import Notifier
 
 from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
+from ..model.cfg import shipped_specs
 from ..model.classnames import class_names_for
 from ..model.engines import create_engine
 from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
 from ..model.predictor import Predictor
+from ..model.weights_store import load_model
 from .publish import Publisher
 from .stream import DebugStream
 from .tracker import TargetTracker
-from ..model.weights import load_model, shipped_specs
 
 log = logging.getLogger(__name__)
 

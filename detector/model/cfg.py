@@ -1,4 +1,4 @@
-"""Darknet v1 cfg files parsed into a typed network description.
+"""Darknet v1 cfg files parsed into a typed network description, and the cfgs shipped with the package.
 
 Only the layers the Tiny-YOLO v1 family uses are accepted; anything else is a clear error rather
 than a silently different network. Shapes are tracked through the layers so that parameter counts
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from ..errors import UserError
+from ..errors import EX_CONFIG, UserError
 
 ACTIVATIONS = ("leaky", "linear", "relu")
+CFG_DIR = Path(__file__).resolve().parent / "cfgs"  # package data: the shipped cfgs
 
 
 @dataclass(frozen=True)
@@ -311,3 +312,20 @@ def load_cfg(path) -> NetworkSpec:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text Darknet cfg file") from None
     return parse_cfg(text, name=path.stem, source=str(path))
+
+
+def shipped_specs() -> dict:
+    """The cfgs shipped with the package, by model name."""
+    return {path.stem: load_cfg(path) for path in sorted(CFG_DIR.glob("*.cfg"))}
+
+
+def load_spec(cfg) -> NetworkSpec:
+    """`--cfg`: a cfg file's path, or the name of a shipped model (`yolov1-tiny`, `yolo-tiny`), so
+    that commands work the same from a clone and from an installed package."""
+    path = Path(cfg)
+    if not path.exists() and (CFG_DIR / f"{cfg}.cfg").is_file():
+        path = CFG_DIR / f"{cfg}.cfg"
+    elif not path.exists():
+        raise UserError(f"cfg {cfg} not found: expected a Darknet cfg file or a shipped model name "
+                        f"({', '.join(sorted(shipped_specs()))})", EX_CONFIG)
+    return load_cfg(path)

@@ -138,7 +138,7 @@ def run_evaluate(dataset_spec, weights, cfg, engine_name, device, names_path, io
     dataset fails fast; --names (if given) must fit the model, and the dataset must use the same names."""
     from ..model.classnames import class_names_for, read_names
     from ..model.engines import create_engine
-    from ..model.weights import load_model
+    from ..model.weights_store import load_model
     from .dataset import load_dataset
     dataset = load_dataset(dataset_spec, read_names(names_path) if names_path else None)
     model = load_model(weights, cfg)

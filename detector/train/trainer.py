@@ -24,19 +24,20 @@ from ..model import chainer_compat  # noqa: F401  (before chainer)
 import chainer
 
 from ..errors import EX_CONFIG, UserError
-from ..model.cfg import NetworkSpec
+from ..model.cfg import NetworkSpec, load_spec
 from ..model.classnames import class_names_for
 from ..model.engines import device_context, resolve
 from ..model.predictor import Predictor
 from ..model.preprocess import to_blob
-from ..model.weights import load_model, load_spec, read_header, save_darknet
+from ..model.weight_formats import read_header, save_darknet
+from ..model.weights_store import load_model
 from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
 from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .trainable_net import TrainableNet, darknet_random_model
 from .objective import detection_loss
 from .optimizers import Adam, DarknetSGD
+from .trainable_net import TrainableNet, darknet_random_model
 
 log = logging.getLogger(__name__)
 
