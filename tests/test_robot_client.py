@@ -465,11 +465,13 @@ def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd
         sock.close()
 
 
-def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
-    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed; another
-    -R port, a -L forward elsewhere and any command are not."""
-    readme = (ROOT / "README.md").read_text()
-    options = re.search(r"The key line is\s+`(restrict,\S+) KEY`", readme).group(1)
+def test_tunnel_key_line_of_the_example_allows_only_its_port(tmp_path):
+    """systemd/ev3-authorized_keys.example's options on a real sshd: the unit's -R forward is allowed;
+    another -R port, a -L forward elsewhere and any command are not."""
+    example = (ROOT / "systemd" / "ev3-authorized_keys.example").read_text()
+    [line] = [line for line in example.splitlines() if line.strip() and not line.startswith("#")]
+    options, placeholder = line.split(" ")
+    assert options.startswith("restrict,") and placeholder == "KEY"
     server = Sshd(tmp_path / "ssh")
     try:
         allowed, other = free_port(), free_port()
