@@ -113,9 +113,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .train.report import ConsoleReport
     from .train.trainer import TrainOptions, train
     options = {key: getattr(args, key) for key in TrainOptions.__dataclass_fields__ if hasattr(args, key)}
-    result = train(TrainOptions(**options))
+    console = ConsoleReport(args.json, sys.stderr.isatty())
+
+    def show(record) -> None:
+        for where, text in console.lines(record):
+            if where == "log":
+                log.info("%s", text)
+            else:
+                stream = sys.stdout if where == "stdout" else sys.stderr
+                stream.write(text)
+                stream.flush()
+
+    result = train(TrainOptions(**options), show)
     return {"": 0, "SIGINT": 130, "SIGTERM": 143}[result.interrupted]
 
 
