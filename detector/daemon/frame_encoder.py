@@ -35,10 +35,9 @@ class FrameEncoder:
         self._jpeg_seq = -1
         self._tried_seq = -1        # the newest frame the encoder worked on, drawn or not
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._encode_loop, name="jpeg-encoder", daemon=True)
 
     def start(self) -> "FrameEncoder":
-        self._thread.start()
+        threading.Thread(target=self._encode_loop, name="jpeg-encoder", daemon=True).start()
         return self
 
     def stop(self) -> None:
