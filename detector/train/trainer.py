@@ -31,13 +31,12 @@ from ..model.cfg import NetworkSpec, TrainingParams, load_spec
 from ..model.classnames import class_names_for
 from ..model.engines import device_context, resolve
 from ..model.network import Model
-from ..model.predictor import Predictor
 from ..model.preprocess import to_blob
 from ..model.weight_formats import read_header, save_darknet
 from ..model.weights_store import load_model
 from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
-from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
+from .evaluate import detect_all, evaluate_detections
 from .labels import LabelBoxes, Sample
 from .objective import detection_loss
 from .optimizers import Adam, DarknetSGD
@@ -201,8 +200,7 @@ class _NetEngine:
 
 def _evaluate(net: TrainableNet, model, dataset) -> tuple:
     """(Evaluation, detections per image) with the daemon's decode at the evaluation threshold."""
-    predictor = Predictor(_NetEngine(net, model), EVAL_THRESHOLD, EVAL_NMS_IOU, dataset.class_names)
-    detections = [predictor.predict(dataset[i].image_bgr).detections for i in range(len(dataset))]
+    detections = detect_all(dataset, _NetEngine(net, model), dataset.class_names)
     return evaluate_detections(list(dataset.labels), detections, dataset.class_names), detections
 
 
