@@ -315,7 +315,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--out", metavar="OUT.weights", help="output file (default: <cfg name>-trained.weights)")
     train.add_argument("--iterations", type=positive_int, help="batches to train (default: the cfg's max_batches, else 1000)")
     train.add_argument("--batch", type=positive_int, default=8, help="images per iteration (default 8)")
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam (measured: README)")
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="default adam (measured: docs/measurements/training.md)")
     train.add_argument("--lr", type=non_negative, help="learning rate (default: adam 0.001, a tenth of it for the run's last tenth; sgd the cfg's rate and policy)")
     train.add_argument("--momentum", type=non_negative, help="SGD momentum (default: the cfg's)")
     train.add_argument("--decay", type=non_negative, help="weight decay (default: the cfg's)")

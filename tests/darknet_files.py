@@ -1,5 +1,5 @@
 """Test-side knowledge of Tiny-YOLO v1, written independently of the product: the two
-architectures as design/darknet-v1.md states them, a Darknet .weights writer (modern and legacy),
+architectures as docs/design/darknet-v1.md states them, a Darknet .weights writer (modern and legacy),
 a seed-layout .npz writer, and a plain NumPy forward pass to check every engine against."""
 import struct
 

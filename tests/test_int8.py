@@ -207,7 +207,7 @@ def test_planted_outputs_on_the_shared_photos(person_at_both_precisions, media):
 
 def test_raw_outputs_of_a_computing_network_on_the_shared_photos(tmp_path, media):
     """A yolov1-tiny whose every layer computes (generated weights, seed 3): int8 follows fp32 to
-    within 6% of the largest output, measured 4.2-5.0% (README, "int8": the issue's 2% is not
+    within 6% of the largest output, measured 4.2-5.0% (docs/measurements/int8.md: the issue's 2% is not
     reached on untrained weights, which is why fp32 stays the default)."""
     weights = tmp_path / "computing.weights"
     write_weights(weights, make_params("yolov1-tiny", 3))

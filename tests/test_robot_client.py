@@ -220,7 +220,7 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
 
 
 def test_brick_unit_stops_the_motors_whatever_ends_the_client():
-    """The brick's unit keeps the safety nets the README's safety table counts on: a watchdog that
+    """The brick's unit keeps the safety nets the safety table in docs/safety.md counts on: a watchdog that
     kills a hung loop, a brake after any end, restarts; and the brake names the driven ports."""
     settings = {}
     for line in (ROOT / "systemd" / "robot-client.service").read_text().splitlines():

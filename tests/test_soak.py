@@ -1,6 +1,6 @@
 """A short soak: scripts/soak against one daemon, its leak checks as they are, its speed floor low.
 
-The full run (`scripts/soak 1800`) and its figures are in the README; speed is not judged in the
+The full run (`scripts/soak 1800`) and its figures are in docs/measurements/soak.md; speed is not judged in the
 suite (the machine may be shared), only that detection keeps going under the churn.
 """
 import re

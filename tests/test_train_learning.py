@@ -1,6 +1,6 @@
 """Training from random initialisation with the trainer's default settings learns the generated
 shapes task: mAP@0.5 >= 0.5 on held-out images of the same generator, and `detect` on the trained
-file reports the same boxes as the trainer's own evaluation. (Curves and timings: README.)"""
+file reports the same boxes as the trainer's own evaluation. (Curves and timings: docs/measurements/training.md.)"""
 import json
 
 import pytest
@@ -9,7 +9,7 @@ from conftest import run_cli
 from detector.train import shapes
 from detector.train.trainer import TrainOptions, train
 
-ITERATIONS = 5000  # the shapes cfg's max_batches; measured (README): mAP 0.575 with one thread
+ITERATIONS = 5000  # the shapes cfg's max_batches; measured (docs/measurements/training.md): mAP 0.575 with one thread
 
 
 @pytest.mark.long  # minutes on two cores: started first (conftest)

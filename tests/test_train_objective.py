@@ -1,5 +1,5 @@
 """The training objective is Darknet's v1 detection layer: its gradient is exactly -delta / batch,
-where delta comes from a plain loop transcription of the rules in design/darknet-v1.md."""
+where delta comes from a plain loop transcription of the rules in docs/design/darknet-v1.md."""
 import math
 
 import numpy as np

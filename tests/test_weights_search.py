@@ -1,4 +1,4 @@
-"""Where weights are found without --weights, and where `weights fetch` saves them (README, "Weights")."""
+"""Where weights are found without --weights, and where `weights fetch` saves them (docs/install.md)."""
 import functools
 import http.server
 import json

@@ -36,7 +36,7 @@ class DarknetLeaky(chainer.FunctionNode):
     """Darknet's leaky activation: y = x where x > 0, else 0.1 x; gradient 1 there, else 0.1.
 
     Written with whole-array arithmetic because F.leaky_relu (boolean-mask indexing) and xp.where
-    took several times longer on NumPy; measured on the shapes cfg's first layer, README "Training"."""
+    took several times longer on NumPy; measured on the shapes cfg's first layer, docs/measurements/training.md."""
 
     SLOPE = 0.1
 

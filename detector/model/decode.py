@@ -1,7 +1,7 @@
 """Darknet v1 detection-layer decoding, vectorised: raw outputs -> thresholded, per-class-NMS'd
 detections with normalised boxes.
 
-Semantics follow Darknet exactly (see design/darknet-v1.md): prob = box confidence x class score
+Semantics follow Darknet exactly (see docs/design/darknet-v1.md): prob = box confidence x class score
 in float32, kept when strictly above the threshold, one box may carry several classes, and NMS per
 class zeroes later boxes whose IoU with a surviving earlier box is strictly above `nms_iou`.
 """

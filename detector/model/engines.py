@@ -17,7 +17,7 @@ from .network import Model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENGINE = "onnxruntime"  # the fastest CPU engine measured on the 2-core target (README)
+DEFAULT_ENGINE = "onnxruntime"  # the fastest CPU engine measured on the 2-core target (docs/measurements/engines.md)
 
 
 PRECISIONS = ("fp32", "int8")

@@ -1,7 +1,7 @@
 """The int8 graph for onnxruntime: a static quantization of the same ONNX graph, cached beside the
 weights file under a name that carries the digest of everything it depends on.
 
-Recipe (measured in README "int8"): QDQ format, int8 weights per output channel, uint8 activations
+Recipe (measured: docs/measurements/int8.md): QDQ format, int8 weights per output channel, uint8 activations
 with min/max ranges calibrated on a handful of frames, batch norm folded first. The last connected
 layer stays float32: it writes the detection layer's values directly, so boxes and scores are not
 rounded to an activation grid (quantized, it moved a planted person's outputs by 2% of the largest;

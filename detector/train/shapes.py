@@ -120,8 +120,8 @@ def write_dataset(root, count: int, seed: int = 0, width: int = 128, height: int
 # A small v1-style network for this data: 3x3 convolutions with batch norm, a 2x2/2 max-pool
 # after each but the last (56 -> 7 with four convolutions), and the connected layer that feeds a
 # side x side, 2-box detection layer over the three classes. Sized so that training fits two CPU
-# cores (README, "Training").
-FILTERS = (16, 32, 64, 16)  # the narrow last layer keeps the connected layer small: it learned faster (README)
+# cores (docs/measurements/training.md).
+FILTERS = (16, 32, 64, 16)  # the narrow last layer keeps the connected layer small: it learned faster (docs/measurements/training.md)
 SIZE = 56
 
 

@@ -11,7 +11,7 @@ from ..model.cfg import Connected, Convolutional, Dropout, NetworkSpec
 from ..model.chainer_net import DarknetBatchNorm, TinyYoloV1
 from ..model.network import Model
 
-TRAIN_BN_EPSILON = 1e-5   # inside the square root, as frameworks do (see darknet-v1.md, "Training")
+TRAIN_BN_EPSILON = 1e-5   # inside the square root, as frameworks do (docs/design/darknet-v1.md, "Training")
 ROLLING_MOMENTUM = 0.99   # Darknet: rolling = 0.99 * rolling + 0.01 * batch statistic
 
 

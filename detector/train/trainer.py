@@ -45,7 +45,7 @@ from .trainable_net import TrainableNet, darknet_random_model
 
 log = logging.getLogger(__name__)
 
-# Defaults measured on the generated shapes task (README, "Training"): from random initialisation
+# Defaults measured on the generated shapes task (docs/measurements/training.md): from random initialisation
 # Adam at 1e-3 learns where Darknet-typical SGD barely moves; fine-tuning uses the same.
 DEFAULT_OPTIMIZER = "adam"
 DEFAULT_ADAM_LR = 1e-3
@@ -66,7 +66,7 @@ class TrainOptions:
     weights: str | None = None
     names: str | None = None
     iterations: int | None = None   # default: the cfg's max_batches, else DEFAULT_ITERATIONS
-    batch: int = 8                  # measured: per image, 8 learned faster than 16 (README)
+    batch: int = 8                  # measured: per image, 8 learned faster than 16 (docs/measurements/training.md)
     optimizer: str = DEFAULT_OPTIMIZER
     lr: float | None = None         # default: Adam 1e-3; SGD the cfg's learning_rate and policy
     momentum: float | None = None   # SGD; default the cfg's
