@@ -1,8 +1,53 @@
-"""The trainer's pieces alone: the records a run reports and what a console shows for them."""
+"""The trainer's pieces alone: checkpoints, the optimizer's schedule, the records a run reports and
+what a console shows for them."""
 import json
 
+import numpy as np
+import pytest
+
+from detector.model.cfg import load_cfg
+from detector.model.weight_formats import read_header
+from detector.model.weights_store import load_model
 from detector.train.evaluate import Evaluation
+from detector.train.optimizers import Adam, DarknetSGD
 from detector.train.report import ConsoleReport, DoneRecord, EvaluationRecord, StepRecord
+from detector.train.trainable_net import TrainableNet, darknet_random_model
+from detector.train.trainer import Checkpoints, TrainOptions, make_optimizer
+from train_helpers import small_cfg
+
+
+@pytest.fixture
+def small(tmp_path):
+    """(cfg path, a TrainableNet of Darknet's random initialisation of it)."""
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(small_cfg(size=28, filters=(4, 8), extra_net="policy=steps\nsteps=5\nscales=.1\n"))
+    return cfg, TrainableNet(darknet_random_model(load_cfg(cfg), 0))
+
+
+def test_checkpoints_save_only_when_due_and_the_file_loads(tmp_path, small):
+    cfg, net = small
+    out = tmp_path / "out.weights"
+    checkpoints = Checkpoints(net, "a test", out, every_s=3600)
+    checkpoints.save_if_due(seen=5)
+    assert not out.exists()
+    checkpoints.every_s = 0.0
+    checkpoints.save_if_due(seen=7)
+    assert read_header(out).seen == 7
+    saved = load_model(out, cfg)
+    first = net.to_model("now").params
+    assert all(np.array_equal(saved.params[i][k], first[i][k]) for i in range(len(first)) for k in first[i])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_make_optimizer_follows_the_cfg_unless_told(small):
+    cfg, net = small
+    training = load_cfg(cfg).training
+    sgd, rate = make_optimizer(net.trainable_parameters(), training, TrainOptions("d", optimizer="sgd"), 100)
+    assert isinstance(sgd, DarknetSGD) and [rate(i) for i in (0, 4, 5, 99)] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    _, rate = make_optimizer(net.trainable_parameters(), training, TrainOptions("d", optimizer="sgd", lr=0.5), 100)
+    assert rate(0) == 0.5
+    adam, rate = make_optimizer(net.trainable_parameters(), training, TrainOptions("d"), 100)
+    assert isinstance(adam, Adam) and [rate(i) for i in (0, 89, 90, 99)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
 
 
 def steps(total):
