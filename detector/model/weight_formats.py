@@ -169,8 +169,12 @@ def save_darknet(model: Model, path, seen: int) -> None:
         raise UserError(f"cannot write weights file {path}: {error.strerror}") from None
 
 
-def read_model_file(path: Path, spec: NetworkSpec | None = None) -> Model:
-    """A .npz (a zip archive) or a Darknet .weights file; the cfg is chosen by size when not given."""
+def is_seed_npz(path: Path) -> bool:
+    """Whether the file is a zip archive (the seed's .npz) rather than Darknet .weights."""
     with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"
-    return load_seed_npz(path, spec) if is_zip else load_darknet(path, spec)
+        return f.read(4) == b"PK\x03\x04"
+
+
+def read_model_file(path: Path, spec: NetworkSpec | None = None) -> Model:
+    """A .npz or a Darknet .weights file; the cfg is chosen by size when not given."""
+    return load_seed_npz(path, spec) if is_seed_npz(path) else load_darknet(path, spec)

@@ -32,7 +32,7 @@ from ..model.classnames import class_names_for
 from ..model.engines import device_context, resolve
 from ..model.network import Model
 from ..model.preprocess import to_blob
-from ..model.weight_formats import read_header, save_darknet
+from ..model.weight_formats import is_seed_npz, read_header, save_darknet
 from ..model.weights_store import load_model
 from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
@@ -97,9 +97,7 @@ def _initial_model(options: TrainOptions):
     if options.weights:
         model = load_model(options.weights, options.cfg)
         path = Path(options.weights)
-        with open(path, "rb") as f:
-            is_darknet = f.read(4) != b"PK\x03\x04"
-        return model, (read_header(path).seen if is_darknet else 0)
+        return model, (0 if is_seed_npz(path) else read_header(path).seen)
     spec = load_spec(options.cfg or DEFAULT_CFG)
     return darknet_random_model(spec, options.seed), 0
 
