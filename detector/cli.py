@@ -97,13 +97,40 @@ def cmd_collect(args) -> int:
     from .model.engines import create_engine
     from .model.predictor import Predictor
     from .model.weights_store import load_model
-    from .train.collect import run_collect
+    from .train.collect import Selection, run_collect
     model = load_model(args.weights, args.cfg)
     names = class_names_for(model.spec, args.names)
+    if args.target_class not in names:
+        raise UserError(f"--target-class must be one of the class names ({', '.join(names)}), "
+                        f"found '{args.target_class}'", 2)
+    low, high = args.band
+    selection = Selection(args.select, names.index(args.target_class), (low, high), args.around, args.min_change)
     engine = create_engine(model, args.engine, args.device, args.precision, args.calibration)
-    predictor = Predictor(engine, args.threshold, args.nms, names)
-    run_collect(predictor, names, args.source, args.out, args.every, args.max)
+    # the uncertain band may reach below the threshold: decode down to its lower edge
+    threshold = min(args.threshold, low) if args.select == "uncertain" else args.threshold
+    run_collect(Predictor(engine, threshold, args.nms, names), names, args.source, args.out, args.every, args.max,
+                selection)
     return 0
+
+
+def band(text: str) -> tuple:
+    low, _, high = text.partition(",")
+    try:
+        values = fraction(low), fraction(high)
+    except argparse.ArgumentTypeError:
+        values = None
+    if values is None or not values[0] < values[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 0 <= LOW < HIGH <= 1, e.g. 0.1,0.4; found '{text}'")
+    return values
+
+
+def cmd_label(args) -> int:
+    from .train.labelserver import run_label_server
+    token = args.http_token or os.environ.get(HTTP_TOKEN_ENV) or None
+    if token is None and args.config:
+        from .daemon.config import read_toml
+        token = read_toml(args.config).get("http_token")
+    return run_label_server(args.dataset, args.http, token, args.http_insecure, args.low_confidence)
 
 
 def cmd_evaluate(args) -> int:
@@ -390,8 +417,29 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--every", type=seconds, default=1.0, metavar="SECONDS",
                          help="at most one frame per this many seconds (default 1)")
     collect.add_argument("--max", type=positive_int, metavar="N", help="stop after N frames (default: Ctrl-C stops)")
+    collect.add_argument("--select", choices=["all", "uncertain", "lost"], default="all",
+                         help="which frames: all; uncertain (best --target-class score within --band); lost (the "
+                              "frames --around a moment the tracker lost its target) (default all)")
+    collect.add_argument("--band", type=band, default=(0.1, 0.4), metavar="LOW,HIGH",
+                         help="--select uncertain: best target score in (LOW, HIGH] (default 0.1,0.4)")
+    collect.add_argument("--around", type=positive_number, default=2.0, metavar="SECONDS",
+                         help="--select lost: seconds saved before and after each loss (default 2)")
+    collect.add_argument("--min-change", type=fraction, default=0.01, metavar="FRACTION",
+                         help="skip frames whose mean grey level differs from the last saved frame's by less "
+                              "(near-duplicates; default 0.01; 0 keeps all)")
+    collect.add_argument("--target-class", default="person", metavar="NAME", help="class --select looks at (default person)")
     add_model_arguments(collect)
     collect.set_defaults(handler=cmd_collect)
+
+    label = commands.add_parser("label", parents=[common], help="review and correct a dataset's labels in the browser")
+    label.add_argument("dataset", metavar="DATASET", help="dataset folder (images/, labels/, classes.txt), e.g. from collect")
+    label.add_argument("--http", default="127.0.0.1:8090", metavar="HOST:PORT", help="page address (default 127.0.0.1:8090)")
+    label.add_argument("--http-token", metavar="TOKEN", help=f"access token (prefer ${HTTP_TOKEN_ENV} or http_token in --config)")
+    label.add_argument("--http-insecure", action="store_true", help="allow a non-loopback --http address without a token")
+    label.add_argument("--config", metavar="FILE", help="TOML file whose http_token is used (as for run)")
+    label.add_argument("--low-confidence", type=fraction, default=0.5, metavar="P",
+                       help="pre-filled boxes scored below P at collection are drawn dashed (default 0.5)")
+    label.set_defaults(handler=cmd_label)
 
     sim = commands.add_parser("simulate-follow", parents=[common],
                               help="the robot client's controller following a simulated walking person")

@@ -112,3 +112,34 @@ def write_voc(root, images, split="trainval"):
             VOC_XML.format(image_id=image_id, width=width, height=height, objects=body))
     (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(images) + "\n")
     return root
+
+
+def write_brightness_person_model(folder):
+    """(weights, cfg): a small 20-class network reporting one VOC person (class 14) at (0.75, 0.4,
+    0.2, 0.5) whose score follows the image's brightness (about its mean grey level / 255): every
+    filter averages its 3x3 patch and the person's confidence is the mean of the features."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    classes, side, num = 20, 7, 2
+    biases = planted_biases(classes, [(14, 0.75, 0.4, 0.2, 0.5, 0.0)])
+    fc_weights = np.zeros((len(biases), 4 * 8 * 8), np.float32)
+    cell = int(0.4 * side) * side + int(0.75 * side)
+    fc_weights[side * side * classes + cell * num] = 1.0 / fc_weights.shape[1]
+    conv = {"biases": np.zeros(4, np.float32), "weights": np.full((4, 3, 3, 3), 1.0 / 27, np.float32)}
+    weights, cfg = folder / "brightness-person.weights", folder / "brightness-person.cfg"
+    write_weights(weights, [("conv", conv), ("fc", {"biases": biases, "weights": fc_weights})])
+    cfg.write_text(SMALL_CFG.format(outputs=len(biases), classes=classes))
+    return weights, cfg
+
+
+def write_brightness_clip(path, levels, fps=4.0, size=(160, 120)):
+    """A video file (MJPG in AVI) whose frame i is grey level `levels[i]` with a block moving across
+    it (so that no two frames are near-duplicates)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i, level in enumerate(levels):
+        image = np.full((size[1], size[0], 3), level, np.uint8)
+        x = (i * 23) % (size[0] - 40)
+        image[40:80, x:x + 40] = np.clip(level + (60 if level < 128 else -60), 0, 255)
+        writer.write(image)
+    writer.release()
+    return path

@@ -8,11 +8,16 @@
 - Access: a `Host` header must name this server (a browser tricked by DNS rebinding sends the
   attacker's name), and with a token every path but the open ones needs it, as
   `Authorization: Bearer TOKEN` or `?token=TOKEN`, compared in constant time.
+- Writes (POST) take JSON only: another Content-Type is refused (415), so a page elsewhere cannot
+  post a plain form here without the browser first asking this server (which never says yes); the
+  body needs a Content-Length (411) of at most `MAX_JSON_BYTES` (413) and must be valid JSON with
+  finite numbers (400).
 """
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -29,6 +34,7 @@ SEND_TIMEOUT_S = 10.0     # a client that accepts no bytes for this long is drop
 MAX_CONNECTIONS = 64
 REJECT_LINGER_S = 1.0     # a rejected socket stays half-open this long so its 503 is read, not reset
 REAP_INTERVAL_S = 0.25
+MAX_JSON_BYTES = 1 << 20  # a POST body larger than this is refused unread
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"]*")
 
 
@@ -230,17 +236,57 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
-        path, _, query = self.path.partition("?")
+    def _access_ok(self, path: str, query: str) -> bool:
+        """Host name and token; on refusal the answer is sent and False returned."""
         policy = self.server.policy
         if not policy.host_is_served(self.headers.get("Host")):
             self.send_text(403, "this server does not serve that Host name; use its address or localhost\n")
         elif not policy.token_ok(path, query, self.headers.get("Authorization")):
-            self.send_text(401, "this debug stream needs its access token: open /?token=TOKEN, or send "
+            self.send_text(401, "this page needs its access token: open /?token=TOKEN, or send "
                                 "'Authorization: Bearer TOKEN'\n",
                            [("WWW-Authenticate", 'Bearer realm="robot-detector"')])
         else:
+            return True
+        return False
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        path, _, query = self.path.partition("?")
+        if self._access_ok(path, query):
             self.route(path, query)
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        path, _, query = self.path.partition("?")
+        if not self._access_ok(path, query):
+            self.close_connection = True  # the unread body must not be taken for the next request
+            return
+        body = self._json_body()
+        if body is not None:
+            self.route_post(path, query, body[0])
+
+    def _json_body(self):
+        """(the parsed JSON body,), or None after answering why there is none."""
+        self.close_connection = True
+        content_type = (self.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        length = self.headers.get("Content-Length", "")
+        if content_type != "application/json":
+            self.send_text(415, f"writes take Content-Type: application/json, found {content_type or 'none'!r}\n")
+        elif not length.isdigit():
+            self.send_text(411, "a write needs a Content-Length header\n")
+        elif int(length) > MAX_JSON_BYTES:
+            self.send_text(413, f"a write may carry at most {MAX_JSON_BYTES} bytes, found {int(length)}\n")
+        else:
+            try:
+                return (json.loads(self.rfile.read(int(length)), parse_constant=_refuse_constant),)
+            except ValueError as error:
+                self.send_text(400, f"the body is not valid JSON: {error}\n")
+        return None
 
     def route(self, path: str, query: str) -> None:
         raise NotImplementedError
+
+    def route_post(self, path: str, query: str, body) -> None:
+        self.send_text(405, "this server takes no writes\n", [("Allow", "GET")])
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")

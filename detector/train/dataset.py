@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import UserError
 from ..model.classnames import read_names
 from ..model.decode import VOC_CLASSES
-from .labels import LabelBoxes, Sample
+from .labels import LabelBoxes, Sample, parse_label_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_VOC_SPLIT = "trainval"
@@ -92,7 +92,7 @@ def _check_image(path: Path, problems: _Problems) -> None:
 
 
 def parse_label_file(path: Path, class_count: int, problems: _Problems) -> LabelBoxes:
-    """Darknet label lines `class cx cy w h`; blank lines are allowed."""
+    """A Darknet label file (format: labels.py); every bad line is a problem naming file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -101,45 +101,10 @@ def parse_label_file(path: Path, class_count: int, problems: _Problems) -> Label
     except (OSError, UnicodeDecodeError) as error:
         problems.add(path, f"cannot read the label file ({getattr(error, 'strerror', None) or error})")
         return LabelBoxes.empty()
-    class_ids, boxes = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{path}:{number}"
-        if len(fields) != 5:
-            problems.add(where, f"expected 5 fields 'class cx cy w h', found {len(fields)}: {line.strip()!r}")
-            continue
-        try:
-            class_id = int(fields[0])
-        except ValueError:
-            problems.add(where, f"class id must be a whole number, found {fields[0]!r}")
-            continue
-        if not 0 <= class_id < class_count:
-            problems.add(where, f"class id {class_id} is out of range: this dataset has {class_count} "
-                                f"classes (ids 0 to {class_count - 1})")
-            continue
-        try:
-            values = [float(field) for field in fields[1:]]
-        except ValueError:
-            bad = next(f for f in fields[1:] if not _is_number(f))
-            problems.add(where, f"coordinates must be numbers, found {bad!r}")
-            continue
-        outside = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
-        if outside:
-            problems.add(where, f"coordinates must be normalised to the image, between 0 and 1, found {outside[0]!r}")
-            continue
-        class_ids.append(class_id)
-        boxes.append(values)
-    return LabelBoxes(np.array(class_ids, np.int32), np.array(boxes, np.float32).reshape(-1, 4))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    labels, found = parse_label_text(text, class_count)
+    for number, problem in found:
+        problems.add(f"{path}:{number}", problem)
+    return labels
 
 
 # --- the three forms -----------------------------------------------------------------------------
