@@ -7,13 +7,11 @@ metrics.py, the page's numbers from tuning.py; the server's limits and access ru
 from __future__ import annotations
 
 import json
-import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from ..errors import EX_CONFIG, UserError
 from .frame_encoder import FrameEncoder
 from .metrics import prometheus_text
 from .tuning import TuningFeed
@@ -35,23 +33,18 @@ class DebugStream:
         self.frames = FrameEncoder(self.overlay_lines, jpeg_quality)
         self.page = PAGE_HTML.read_bytes()
         handler = type("Handler", (_Handler,), {"stream": self})
-        try:
-            self.server = GuardedHTTPServer((host, port), handler, AccessPolicy(host, token))
-        except OSError as error:
-            raise UserError(f"cannot serve the debug stream on {host}:{port}: {error.strerror}. "
-                            "Choose another address with --http HOST:PORT, or --no-http.", EX_CONFIG) from None
+        self.server = GuardedHTTPServer.bind(host, port, handler, AccessPolicy(host, token), "the debug stream",
+                                             "Choose another address with --http HOST:PORT, or --no-http.")
         self.address = self.server.server_address[:2]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> "DebugStream":
         self.frames.start()
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
         self.frames.stop()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     # --- called by the frame loop: cheap, never blocks on viewers ---
     def offer(self, seq: int, t_capture: float, frame_bgr, detections, target) -> None:
@@ -84,43 +77,34 @@ class DebugStream:
 class _Handler(GuardedHandler):
     stream: DebugStream
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")  # a ?token= stays on this page
-        self.end_headers()
-        self.wfile.write(body)
-
     def route(self, path: str, query: str) -> None:
         stream = self.stream
         if path == "/":
-            self._send(200, "text/html; charset=utf-8", stream.page)
+            self.send_body(200, "text/html; charset=utf-8", stream.page)
         elif path == "/stream.mjpg":
             self._mjpeg()
         elif path == "/snapshot.jpg":
             jpeg = stream.frames.snapshot()
             if jpeg is None:
-                self._send(503, "text/plain", b"no frame to show yet\n")
+                self.send_body(503, "text/plain", b"no frame to show yet\n")
             else:
-                self._send(200, "image/jpeg", jpeg)
+                self.send_body(200, "image/jpeg", jpeg)
         elif path == "/feed.json":
             try:
                 since = float(parse_qs(query).get("since", ["0"])[0])
             except ValueError:
                 since = 0.0
-            self._send(200, "application/json", stream.feed_json(since))
+            self.send_body(200, "application/json", stream.feed_json(since))
         elif path == "/status.json":
-            self._send(200, "application/json", json.dumps(stream.status).encode())
+            self.send_body(200, "application/json", json.dumps(stream.status).encode())
         elif path == "/healthz":
             healthy = stream.is_healthy()
-            self._send(200 if healthy else 503, "text/plain", b"ok\n" if healthy else
+            self.send_body(200 if healthy else 503, "text/plain", b"ok\n" if healthy else
                        f"unhealthy: {stream.status.get('state', 'starting')}\n".encode())
         elif path == "/metrics":
-            self._send(200, "text/plain; version=0.0.4", stream.metrics().encode())
+            self.send_body(200, "text/plain; version=0.0.4", stream.metrics().encode())
         else:
-            self._send(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
+            self.send_body(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
 
     def _mjpeg(self) -> None:
         stream = self.stream
