@@ -2,7 +2,7 @@
 the debug stream's counters and the HTTP server's."""
 from __future__ import annotations
 
-STATES = ("starting", "running", "camera_lost", "stopping")
+from robot_client.protocol import STATES  # the wire schema is the brick client's, shared on purpose
 
 
 def prometheus_text(status: dict, frames, feed, server) -> str:
