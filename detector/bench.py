@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from .model.engines import create_engine
+from .model.builder import PredictorSpec, build_predictor
 from .model.network import Model
-from .model.predictor import Predictor
 
 WARMUP_FRAMES = 3
 
@@ -29,10 +29,10 @@ def bench_frames(count: int, width: int = 640, height: int = 480) -> list:
     return frames
 
 
-def bench_engines(model: Model, runs: list, device: str, frames: int, calibration=None) -> list:
+def bench_engines(model: Model, runs: list, spec: PredictorSpec, frames: int) -> list:
     """Each (engine, precision) in `runs` on the same frames, taking turns frame by frame, so that
     a busy machine slows them alike and their ratios hold within one run."""
-    predictors = [Predictor(create_engine(model, engine, device, precision, calibration)) for engine, precision in runs]
+    predictors = [build_predictor(replace(spec, engine=engine, precision=precision), model) for engine, precision in runs]
     images = bench_frames(frames)
     for predictor in predictors:
         for i in range(WARMUP_FRAMES):
@@ -128,18 +128,18 @@ def print_table(results: list) -> None:
         print("speed-up: inference median of the Chainer CPU engine (the seed's path) / this engine's")
 
 
-def run_bench(model: Model, runs: list, device: str, frames: int, as_json: bool,
-              pipeline_source: str | None = None, calibration=None) -> list:
+def run_bench(model: Model, runs: list, spec: PredictorSpec, frames: int, as_json: bool,
+              pipeline_source: str | None = None) -> list:
     """`runs`: (engine, precision) pairs; the model stages of all of them in one interleaved run,
     or with `pipeline_source` the whole daemon on that source, one after the other."""
     from .daemon.config import Config, validate
     if pipeline_source is None:
-        results = bench_engines(model, runs, device, frames, calibration)
+        results = bench_engines(model, runs, spec, frames)
     else:
         results = []
         for engine, precision in runs:
-            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=device,
-                                     precision=precision, calibration=calibration))
+            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=spec.device,
+                                     precision=precision, calibration=spec.calibration, low_memory=spec.low_memory))
             results.append(bench_pipeline(config, model, frames))
     if as_json:
         for result in results:

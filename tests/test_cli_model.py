@@ -155,9 +155,9 @@ def test_gpu_without_cupy_is_an_error_not_a_fallback(v1_file, test_image):
 
 def test_bad_option_values(v1_file, test_image):
     result = run_cli("detect", test_image, "--weights", v1_file, "--threshold", "1.5")
-    assert_clean_error(result, "expected a number between 0 and 1, found 1.5", code=2)
+    assert_clean_error(result, "--threshold: expected a number from 0 to 1, found '1.5'", code=2)
     result = run_cli("detect", test_image, "--weights", v1_file, "--engine", "tensorflow")
-    assert_clean_error(result, "unknown engine 'tensorflow'")
+    assert_clean_error(result, "--engine: expected onnxruntime, opencv or chainer, found 'tensorflow'", code=2)
 
 
 class _WrongFileHandler(http.server.BaseHTTPRequestHandler):

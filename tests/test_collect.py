@@ -36,7 +36,8 @@ def test_collect_twice_then_evaluate(tmp_path, small_model):
     dataset = load_dataset(out)
     assert len(dataset) == 4 and dataset[0].image_bgr.shape == (480, 640, 3)
     evaluated = run_cli("evaluate", out, "--weights", small_model[0], "--cfg", small_model[1], "--json")
-    assert json.loads(evaluated.stdout) == {"map": 1.0, "ap": {"person": 1.0}, "images": 4, "iou": 0.5}
+    assert json.loads(evaluated.stdout) == {"map": 1.0, "ap": {"person": 1.0}, "images": 4, "iou": 0.5,
+                                            "engine": "onnxruntime", "precision": "fp32"}
 
 
 def test_collect_refuses_a_folder_of_other_classes(tmp_path, small_model):
@@ -151,7 +152,7 @@ def test_near_duplicates_are_skipped(tmp_path, small_model):
 
 def test_select_options_are_checked(tmp_path, small_model):
     for bad, message in ((["--band", "0.5,0.2"], "expected LOW,HIGH with 0 <= LOW < HIGH <= 1"),
-                         (["--band", "0.2"], "found '0.2'"), (["--select", "some"], "invalid choice: 'some'"),
+                         (["--band", "0.2"], "found '0.2'"), (["--select", "some"], "expected all, uncertain or lost, found 'some'"),
                          (["--target-class", "unicorn"], "--target-class must be one of the class names")):
         result = run_cli("collect", "--source", "synthetic", "--max", "1", "--out", tmp_path / "x", *bad,
                          "--weights", small_model[0], "--cfg", small_model[1])

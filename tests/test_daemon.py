@@ -280,10 +280,10 @@ def test_slow_subscriber_costs_no_memory(tmp_path, small_model):
 
 @pytest.mark.parametrize("toml, message", [
     ('source = "synthetic"\nthreshhold = 0.3\n', "unknown key(s) threshhold"),
-    ("nms = 2\n", "'nms' must be a number in [0, 1], found 2"),
+    ("nms = 2\n", "'nms' must be a number from 0 to 1, found 2"),
     ('pub = "tcp://0.0.0.0"\n', "'pub' must be a ZeroMQ endpoint"),
     ('http = "localhost"\n', "'http' must be HOST:PORT"),
-    ("max_frames = 0\n", "'max_frames' must be a positive whole number, found 0"),
+    ("max_frames = 0\n", "'max_frames' must be a whole number from 1 to 1_000_000_000 (or left out), found 0"),
     ("source = [1,\n", "not valid TOML"),
 ])
 def test_config_file_errors_exit_78(tmp_path, toml, message):

@@ -75,11 +75,33 @@ def test_evaluate_command_with_the_daemons_decode(tmp_path, small_model):
     result = run_cli("evaluate", root, "--weights", small_model[0], "--cfg", small_model[1], "--json")
     assert result.returncode == 0, result.stderr
     # person: the tie at 0.8 ranks image a (TP) before b (FP): AP 1/2; dog: AP 0
-    assert json.loads(result.stdout) == {"map": 0.25, "ap": {"dog": 0.0, "person": 0.5}, "images": 2, "iou": 0.5}
+    assert json.loads(result.stdout) == {"map": 0.25, "ap": {"dog": 0.0, "person": 0.5}, "images": 2, "iou": 0.5,
+                                         "engine": "onnxruntime", "precision": "fp32"}
     table = run_cli("evaluate", root, "--weights", small_model[0], "--cfg", small_model[1], "--iou", "0.9")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[0]: line.split()[1:3] for line in table.stdout.splitlines()[1:]}
     assert rows == {"dog": ["1", "0.0000"], "person": ["2", "0.5000"], "mAP": ["3", "0.2500"]}
+
+
+def test_evaluate_runs_the_int8_engine_when_asked(tmp_path, small_model):
+    """`--precision int8` builds and runs the int8 graph (issue 19: it used to evaluate fp32): the
+    JSON names what ran, and the int8 graph's cache file appears beside the weights only then."""
+    import shutil
+    root = write_darknet_folder(tmp_path / "data", {"a.png": f"{PERSON} 0.75 0.4 0.2 0.5\n"}, class_names=VOC_CLASSES)
+    for precision in ("fp32", "int8"):
+        folder = tmp_path / precision
+        folder.mkdir()
+        weights = shutil.copy(small_model[0], folder / "small.weights")
+        result = run_cli("evaluate", root, "--weights", weights, "--cfg", small_model[1], "--precision", precision,
+                         "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert (report["engine"], report["precision"]) == ("onnxruntime", precision)
+        assert report["ap"]["person"] == 1.0  # int8 still finds the planted person
+        assert len(list(folder.glob("small.weights.int8-*.onnx"))) == (precision == "int8")
+    result = run_cli("evaluate", root, "--weights", weights, "--cfg", small_model[1], "--precision", "int8",
+                     "--engine", "opencv")
+    assert result.returncode == 78 and "computes in fp32 only" in result.stderr
 
 
 BAD_DATASETS = {

@@ -4,6 +4,7 @@ CLI's stdout going away."""
 import json
 import logging
 import math
+import os
 import signal
 import socket
 import struct
@@ -224,8 +225,11 @@ def test_non_loopback_bind_needs_a_token():
     result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", "--pub", "tcp://127.0.0.1:0")
     assert result.returncode == 78 and "--http-token" in result.stderr and "--http-insecure" in result.stderr
     result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", "--http-token", "short")
-    assert result.returncode == 78 and "'http_token' must be at least 16" in result.stderr
+    assert result.returncode == 2 and "--http-token: expected at least 16" in result.stderr  # a bad value
     assert "short" not in result.stderr  # a secret is never echoed
+    result = run_cli("run", "--demo", "--http", "0.0.0.0:8080", env={**os.environ, "ROBOT_DETECTOR_HTTP_TOKEN": "short"})
+    assert result.returncode == 78 and "'http_token' must be at least 16" in result.stderr
+    assert "short" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -171,7 +171,7 @@ def test_int8_on_an_fp32_engine_is_a_clear_error(small, engine):
     assert f"engine '{engine}' computes in fp32 only" in result.stderr and "--engine onnxruntime" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("run", "--weights", weights, "--cfg", cfg, "--precision", "int16", "--source", "synthetic")
-    assert result.returncode == 78 and "precision" in result.stderr
+    assert result.returncode == 2 and "--precision: expected fp32 or int8, found 'int16'" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,13 @@ from robot_client.sdnotify import Notifier
 
 from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
-from ..model.cfg import shipped_specs
-from ..model.classnames import class_names_for
-from ..model.engines import create_engine
+from ..model.builder import PredictorSpec, build_predictor, load
 from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
-from ..model.predictor import Predictor
-from ..model.weights_store import load_model
 from .publish import Publisher
 from .stream import DebugStream
 from .tracker import TargetTracker
+from ..model.cfg import shipped_specs
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +98,7 @@ def detections_message(seq: int, frame, t_publish: float, detections) -> dict:
 def load_pipeline_model(config: Config):
     if config.demo:
         return planted_model(shipped_specs()["yolov1-tiny"], [DEMO_PERSON])
-    return load_model(config.weights, config.cfg)
+    return load(PredictorSpec.of(config))
 
 
 class Service:
@@ -114,13 +111,11 @@ class Service:
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
         try:
             self.model = model or load_pipeline_model(config)
-            names = class_names_for(self.model.spec, config.names)
-            engine = create_engine(self.model, config.engine, config.device, config.precision, config.calibration)
+            self.predictor = build_predictor(PredictorSpec.of(config), self.model)
         except UserError as error:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
-        self.target_id = names.index(config.target_class)
-        self.predictor = Predictor(engine, config.threshold, config.nms, names)
+        self.target_id = self.predictor.names.index(config.target_class)
         self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
         self.stats = Stats()
         self.state = "starting"

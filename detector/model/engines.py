@@ -21,6 +21,7 @@ DEFAULT_ENGINE = "onnxruntime"  # the fastest CPU engine measured on the 2-core 
 
 
 PRECISIONS = ("fp32", "int8")
+GPU_DEVICE = re.compile(r"gpu(?::(\d+))?")  # gpu or gpu:N; the other devices are "cpu" and "auto"
 
 
 class Engine:
@@ -166,7 +167,7 @@ def resolve(engine: str | None, device: str) -> tuple:
     """(engine name, device) from the user's choices: device is 'cpu' or 'gpu:N'."""
     if engine is not None and engine not in ENGINES:
         raise UserError(f"unknown engine '{engine}'; choose one of: {', '.join(ENGINES)}")
-    match = re.fullmatch(r"gpu(?::(\d+))?", device)
+    match = GPU_DEVICE.fullmatch(device)
     if device == "cpu":
         return engine or DEFAULT_ENGINE, "cpu"
     if device == "auto":

@@ -38,20 +38,24 @@ class Evaluation:
     truths: dict          # class name -> number of truth boxes
     images: int
     iou: float
+    engine: str | None = None     # the engine and precision that ran (`evaluate`), when known
+    precision: str | None = None
 
     @property
     def map(self) -> float:
         return float(np.mean(list(self.ap.values())))
 
     def to_json(self) -> str:
+        ran = {"engine": self.engine, "precision": self.precision} if self.engine else {}
         return json.dumps({"map": round(self.map, 6), "ap": {name: round(v, 6) for name, v in self.ap.items()},
-                           "images": self.images, "iou": self.iou})
+                           "images": self.images, "iou": self.iou, **ran})
 
     def table(self) -> str:
         lines = [f"{'class':<16} {'truths':>7} {'AP':>7}"]
         lines += [f"{name:<16} {self.truths[name]:>7} {ap:>7.4f}" for name, ap in self.ap.items()]
         lines.append(f"{'mAP':<16} {sum(self.truths.values()):>7} {self.map:>7.4f}"
-                     f"   ({self.images} images, IoU >= {self.iou:g})")
+                     f"   ({self.images} images, IoU >= {self.iou:g}"
+                     + (f"; {self.engine} {self.precision})" if self.engine else ")"))
         return "\n".join(lines)
 
 
@@ -140,17 +144,16 @@ def detect_all(dataset, engine, names: tuple | None = None, progress=None) -> li
     return detections
 
 
-def run_evaluate(dataset_spec, weights, cfg, engine_name, device, names_path, iou: float, as_json: bool) -> Evaluation:
-    """`robot-detector evaluate`. The dataset is checked before the model is loaded, so that a bad
-    dataset fails fast; --names (if given) must fit the model, and the dataset must use the same names."""
-    from ..model.classnames import class_names_for, read_names
-    from ..model.engines import create_engine
-    from ..model.weights_store import load_model
+def run_evaluate(dataset_spec, spec, iou: float, as_json: bool) -> Evaluation:
+    """`robot-detector evaluate` of the predictor `spec` (a model.builder.PredictorSpec) describes. The
+    dataset is checked before the model is loaded, so that a bad dataset fails fast; --names (if given)
+    must fit the model, and the dataset must use the same names."""
+    from dataclasses import replace
+    from ..model.builder import build_predictor
+    from ..model.classnames import read_names
     from .dataset import load_dataset
-    dataset = load_dataset(dataset_spec, read_names(names_path) if names_path else None)
-    model = load_model(weights, cfg)
-    if names_path:
-        class_names_for(model.spec, names_path)
-    evaluation = evaluate_engine(dataset, create_engine(model, engine_name, device), iou)
+    dataset = load_dataset(dataset_spec, read_names(spec.names) if spec.names else None)
+    engine = build_predictor(replace(spec, require_names=False)).engine
+    evaluation = replace(evaluate_engine(dataset, engine, iou), engine=engine.name, precision=engine.precision)
     print(evaluation.to_json() if as_json else evaluation.table())
     return evaluation
