@@ -45,9 +45,7 @@ def is_loopback_host(host: str) -> bool:
 
 def _device(value: str):
     """cpu, gpu, gpu:N or auto"""
-    if value in ("cpu", "auto") or GPU_DEVICE.fullmatch(value):
-        return None
-    return "cpu, gpu, gpu:N or auto"
+    return None if value in ("cpu", "auto") or GPU_DEVICE.fullmatch(value) else "cpu, gpu, gpu:N or auto"
 
 
 def _endpoint(value: str):
