@@ -21,6 +21,7 @@ def read_boxes(endpoint, count, wait_s):
     messages arrived at all."""
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.SUBSCRIBE, protocol.PERSON.encode("ascii") + b" ")
     sock.connect(endpoint)
     boxes, received = [], 0

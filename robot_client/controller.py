@@ -18,6 +18,9 @@ MOTOR_LAG_S = 0.1       # the wheels follow a new speed command about this much 
 MAX_GAP_S = 0.5         # a longer silence: the Follower has stopped the motors, dead reckoning restarts
 TURN_FIRST = (0.25, 0.75)  # forward speed fades out as |offset_x| goes from the first to the second:
                            # a person near the frame's edge is about to be lost, so turn on the spot
+STILL_BOX_S = 1.0       # a box exactly equal (x, y, w, h) this long while the wheels turn: stale data
+STALE_BOX = "the person's box stayed exactly the same for {:.1f} s while driving: stale data (a frozen camera?)".format(
+    STILL_BOX_S)
 
 
 def clamp(value, low, high):
@@ -171,8 +174,9 @@ class Steering(object):
         speed = clamp(slope, -MAX_PERSON_SPEED_M_S, MAX_PERSON_SPEED_M_S)
         return mean_p + speed * (t_last - mean_t), speed
 
-    def update(self, message, now):
-        """(left, right) in percent, or None for a message whose numbers are not finite."""
+    def update(self, message, now, forward=True):
+        """(left, right) in percent, or None for a message whose numbers are not finite.
+        forward=False: turn and back off, but never drive towards the box."""
         gains = self.gains
         if not all(math.isfinite(message[name]) for name in ("t_capture", "t_publish", "y", "h", "area", "offset_x")):
             return None
@@ -190,7 +194,7 @@ class Steering(object):
         error = position_m - driven - gains.distance_m
         error = math.copysign(max(0.0, abs(error) - gains.distance_dead_band_m), error)
         limit = gains.max_speed / 100.0 * gains.full_speed_m_s
-        drive_m_s = clamp(person_speed + gains.drive_gain * error, -limit, limit)
+        drive_m_s = clamp(person_speed + gains.drive_gain * error, -limit, limit if forward else 0.0)
         # where the person is now, in the picture: the robot has turned since the capture
         bearing = math.atan(clamp(message["offset_x"], -1.0, 1.0) * gains.camera.tan_half_h) - (turned - turned_then)
         offset_now = math.tan(clamp(bearing, -1.5, 1.5)) / gains.camera.tan_half_h
@@ -206,8 +210,14 @@ class Follower(object):
     Times are the brick's own time.monotonic() at reception: the PC's clock is not trusted.
     It drives only while messages are fresh (newer than `timeout_s`), the daemon is running, and
     the last message says `found`. The daemon's tracker already holds a briefly unseen person for
-    its grace period (`track_grace_s`, messages with `held: true`); a second grace here would add
-    to it, so `found: false` stops at once.
+    its grace period (`held: true`, or `state: "held"`); a second grace here would add to it, so
+    `found: false` stops at once. While the target is held, the box is a prediction and a closer
+    person may hide it: no forward drive then, only turning and backing off.
+
+    Defence in depth against a frozen camera the daemon did not notice: no real detector reports a
+    box exactly equal (x, y, w, h) in frame after frame; if it stays so for STILL_BOX_S of person
+    messages (held ones aside, which repeat a box by design) while the wheels turn, stop, and stay
+    stopped until the box moves.
     """
 
     def __init__(self, gains, timeout_s=0.5):
@@ -218,26 +228,48 @@ class Follower(object):
         self.speeds = (0.0, 0.0)
         self.daemon_state = None
         self.steering = Steering(gains)
+        self.box = None           # (x, y, w, h) of the latest seen (not held) target ...
+        self.box_since = None     # ... and when it first arrived
+        self.turning_since = None  # since when the wheels have been told to turn, without a break
+        self.stale_box = None     # a box found still while driving: no driving on it again
 
     def on_person(self, message, now):
         self.t_message = now
         self.found = message["found"]
+        held = bool(message.get("held")) or message.get("state") == "held"
         if message["found"]:
-            speeds = self.steering.update(message, now)
+            speeds = self.steering.update(message, now, forward=not held)
             if speeds is None:  # a box with NaN or infinite numbers counts as not seen
                 self.found = False
             else:
                 self.speeds = speeds
+            box = tuple(message[name] for name in ("x", "y", "w", "h"))
+            if not held and box != self.box:
+                self.box, self.box_since = box, now
         else:
             self.steering.reset()  # what was learnt about the person's walk is stale when they reappear
-        if self.daemon_state in ("stopping", "camera_lost"):
-            self.daemon_state = "running"  # frames flow again (e.g. the daemon restarted)
+            self.box = self.box_since = None
 
     def on_status(self, message, now):
         self.daemon_state = message["state"]
 
-    def decide(self, now):
-        """((left, right), None) to drive, or (None, reason) to stop."""
+    def reset(self):
+        """A new daemon run: nothing of the old one's messages counts."""
+        self.t_message, self.found, self.daemon_state = None, False, None
+        self.box = self.box_since = self.turning_since = self.stale_box = None
+        self.steering.reset()
+
+    def decide(self, now, hold=None):
+        """((left, right), None) to drive, or (None, reason) to stop. `hold`: a reason from
+        elsewhere (the daemon's run or status) not to drive now."""
+        speeds, reason = self._decide(now, hold)
+        if speeds is None or speeds == (0.0, 0.0):
+            self.turning_since = None
+        elif self.turning_since is None:
+            self.turning_since = now
+        return speeds, reason
+
+    def _decide(self, now, hold):
         if self.t_message is None:
             return None, "waiting for the first message"
         if now - self.t_message > self.timeout_s:
@@ -246,4 +278,12 @@ class Follower(object):
             return None, "daemon is {}".format(self.daemon_state)
         if not self.found:
             return None, "person lost"
+        if hold:
+            return None, hold
+        if self.box is not None and self.box == self.stale_box:
+            return None, STALE_BOX
+        if self.speeds != (0.0, 0.0) and self.turning_since is not None and self.box_since is not None \
+                and now - max(self.box_since, self.turning_since) >= STILL_BOX_S:
+            self.stale_box = self.box  # stays stopped until the box moves
+            return None, STALE_BOX
         return self.speeds, None

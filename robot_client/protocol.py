@@ -8,6 +8,7 @@ Python 3.5 compatible (the daemon imports it too), standard library only.
 """
 import json
 import math
+import re
 
 VERSION = 1
 PERSON, DETECTIONS, STATUS = "person", "detections", "status"
@@ -44,6 +45,13 @@ OPTIONAL = {
 DETECTION_FIELDS = {"cls": str, "cls_id": int, "confidence": NUMBER, "x": NUMBER, "y": NUMBER,
                     "w": NUMBER, "h": NUMBER}
 DETECTION_OPTIONAL = {"track_id": (int, type(None))}  # items of the target class: their track's id
+# The largest message a receiver takes (bytes; ZMQ_MAXMSGSIZE): a person message is about 300, a
+# detections message with Tiny-YOLO's most boxes (98) about 15000.
+MAX_MESSAGE_BYTES = 65536
+# Deepest nesting of arrays and objects accepted (messages use 3). json.loads recurses per level
+# and raises RecursionError near 1000; a message nested deeper than this is refused before parsing.
+MAX_DEPTH = 16
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 class ProtocolError(ValueError):
@@ -64,6 +72,7 @@ def decode(frame):
     topic, sep, body = frame.partition(b" ")
     if not sep:
         raise ProtocolError("expected 'topic json', found no space")
+    _check_depth(body)
     try:
         topic = topic.decode("ascii")
         payload = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
@@ -73,6 +82,22 @@ def decode(frame):
         raise ProtocolError("unreadable message: {}".format(error))
     validate(topic, payload)
     return topic, payload
+
+
+def _check_depth(body):
+    """ProtocolError if arrays and objects in `body` nest deeper than MAX_DEPTH. Brackets inside
+    strings do not count; the scan stops at the first level too deep."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return  # the usual case, decided at C speed (the brick's CPU runs at 300 MHz)
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ProtocolError("arrays and objects nested deeper than {} levels".format(MAX_DEPTH))
+        elif token in (b"]", b"}"):
+            depth -= 1
 
 
 def _refuse_constant(name):

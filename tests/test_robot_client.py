@@ -8,41 +8,49 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, require_program
-from daemon_helpers import Daemon, free_port
+from daemon_helpers import Daemon, Listener, MjpegServer, free_port
 from darknet_files import make_params, person_last_layer, write_weights
 from ev3_helpers import FakeMotorTree, Sshd, ev3_python, publisher, start_client, stop_client, wait_until_following
 from robot_client import protocol
 
 
-def person_message(seq, offset_x=0.5, area=0.15, found=True, t_publish=None):
+def person_message(seq, offset_x=0.5, area=0.15, found=True, t_publish=None, still=False, h=0.5, bottom=0.75,
+                   **extra):
+    """A person message as the daemon sends it; the box jitters by a pixel or so from frame to frame
+    as a real detector's does, unless `still` (a frozen camera)."""
     x = (offset_x + 1) / 2
     t_publish = time.time() if t_publish is None else t_publish
     message = {"v": 1, "seq": seq, "t_capture": t_publish - 0.05, "t_publish": t_publish, "frame_w": 640,
-               "frame_h": 480, "found": found}
+               "frame_h": 480, "found": found, **extra}
     if found:
-        message.update(x=x, y=0.5, w=area / 0.5, h=0.5, area=area, offset_x=offset_x, confidence=0.9)
+        w = area / h + (0 if still else 0.002 * (seq % 3))  # the width steers nothing
+        message.update(x=x, y=bottom - h / 2, w=w, h=h, area=area, offset_x=offset_x, confidence=0.9)
     else:
         message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
     return protocol.encode("person", message)
 
 
-def status_message(demo=False, state="running"):
+def status_message(demo=False, state="running", **extra):
     return protocol.encode("status", {"v": 1, "t": time.time(), "state": state, "fps": 30.0,
                                       "latency_ms": {"p50": 40.0, "p95": 60.0}, "frames": 1, "dropped": 0,
-                                      "engine": "onnxruntime", "device": "cpu", "demo": demo})
+                                      "engine": "onnxruntime", "device": "cpu", "demo": demo, **extra})
 
 
-def send_for(sock, seconds, offset_x=0.5, rate_hz=30, found=True, seq=0):
-    """Person messages at `rate_hz`, and a status (not demo) every 10th, as the daemon sends them.
-    Returns the next seq."""
+def send_for(sock, seconds, offset_x=0.5, rate_hz=30, found=True, seq=0, status={}, clock_s=0.0, still=False,
+             **extra):
+    """Person messages at `rate_hz`, and a status (its fields: `status`; None: none) every 10th, as
+    the daemon sends them, on a PC clock `clock_s` off; `extra`: fields of the person messages
+    (run_id: of both). Returns the next seq."""
     end = time.monotonic() + seconds
+    run = {"run_id": extra["run_id"]} if extra.get("run_id") else {}
     while time.monotonic() < end:
-        if seq % 10 == 0:
-            sock.send(status_message())
-        sock.send(person_message(seq, offset_x, found=found))
+        if seq % 10 == 0 and status is not None:
+            sock.send(status_message(**status, **run))
+        sock.send(person_message(seq, offset_x, found=found, t_publish=time.time() + clock_s, still=still, **extra))
         seq += 1
         time.sleep(1 / rate_hz)
     return seq
@@ -93,8 +101,8 @@ def test_vermin_says_python_3_5():
 
 def test_client_parses_as_python_3_5_and_uses_only_stdlib_and_zmq():
     import ast
-    allowed = {"argparse", "json", "logging", "math", "os", "signal", "socket", "subprocess", "sys", "tempfile", "time",
-               "zmq", "ev3dev2", "ev3dev2.motor"}
+    allowed = {"argparse", "collections", "json", "logging", "math", "os", "re", "signal", "socket", "subprocess", "sys",
+               "tempfile", "time", "zmq", "ev3dev2", "ev3dev2.motor", "ev3dev2.sound"}
     for path in sorted((ROOT / "robot_client").glob("*.py")):
         source = path.read_text()
         tree = ast.parse(source, str(path), feature_version=(3, 5))  # rejects f-strings and newer syntax
@@ -132,7 +140,7 @@ def test_right_turn_then_stop_on_silence(tmp_path):
 def test_sigterm_stops_the_motors(tmp_path):
     tree = FakeMotorTree(tmp_path / "sys")
     sock, endpoint = publisher()
-    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 5000, tmp_path=tmp_path)
+    client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 1000, tmp_path=tmp_path)
     try:
         wait_until_following(client, tmp_path / "client.log")
         send_for(sock, 1.0, offset_x=-0.6)
@@ -203,6 +211,8 @@ def test_malformed_messages_are_counted_and_ignored(tmp_path):
     for frame in bad:  # spaced out: CONFLATE would rightly keep only the newest of a burst
         sock.send(frame)
         time.sleep(0.15)
+    sock.send(status_message())  # as the daemon does every second: the client waited 2 s for it
+    time.sleep(0.1)
     for seq in range(10, 20):
         sock.send(person_message(seq, offset_x=0.7))
         time.sleep(0.03)
@@ -266,13 +276,12 @@ def sshd(tmp_path):
 
 
 def test_end_to_end_through_an_ssh_tunnel(tmp_path, sshd):
-    weights = tmp_path / "right.weights"
-    write_weights(weights, make_params("yolov1-tiny", 6, person_last_layer("yolov1-tiny", 0.85, 0.5, 0.2, 0.4)))
+    weights = jittering_person_weights(tmp_path / "right.weights")
     tree = FakeMotorTree(tmp_path / "sys")
     daemon = Daemon("--source", "synthetic", "--weights", weights, http=False).start()
     remote_port = int(daemon.pub.rsplit(":", 1)[1])
     client = start_client(*sshd.client_args, "--remote-port", remote_port, "--sysfs-root", tree.root,
-                          "--timeout-ms", 300, tmp_path=tmp_path)
+                          "--timeout-ms", 300, "--allow-recorded", tmp_path=tmp_path)
     try:
         assert tree.wait_for(lambda: steering_right(tree), 60), (tree.log[-6:], (tmp_path / "client.log").read_text())
         time.sleep(0.5)
@@ -336,7 +345,7 @@ def test_killed_or_hung_up_client_leaves_motors_that_stop_by_themselves(tmp_path
     reader = threading.Thread(target=read_notifications, daemon=True)
     reader.start()
     sock, endpoint = publisher()
-    common = ("--connect", endpoint, "--timeout-ms", 5000)
+    common = ("--connect", endpoint, "--timeout-ms", 1000)
     clients = {"kill": start_client(*common, "--sysfs-root", trees["kill"].root, tmp_path=tmp_path, log_name="kill.log"),
                "hup": start_client(*common, "--sysfs-root", trees["hup"].root, tmp_path=tmp_path, log_name="hup.log",
                                    env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"})}
@@ -525,3 +534,257 @@ def test_tunnel_key_line_of_the_example_allows_only_its_port(tmp_path):
             forward.wait(5)
     finally:
         server.close()
+
+
+def jittering_person_weights(path, x=0.85, y=0.5, w=0.2, h=0.4):
+    """Weights that report one person at (x, y, w, h) whose box moves by a fraction of a pixel with
+    the picture, as a real detector's does (an identical box frame after frame is what a frozen
+    camera gives, and the client stops on it)."""
+    weights, biases = person_last_layer("yolov1-tiny", x, y, w, h)
+    cell = int(y * 7) * 7 + int(x * 7)
+    weights[1078 + cell * 8:1078 + cell * 8 + 4] = np.random.default_rng(0).normal(0, 1e-4, (4, weights.shape[1]))
+    write_weights(path, make_params("yolov1-tiny", 6, (weights, biases)))
+    return path
+
+
+@pytest.fixture
+def follower_on_tree(tmp_path):
+    """A scripted publisher and the real client on a fake motor tree: (sock, tree, client, log path)."""
+    tree = FakeMotorTree(tmp_path / "sys")
+    sock, endpoint = publisher()
+    started = []
+
+    def start(*args):
+        client = start_client("--connect", endpoint, "--sysfs-root", tree.root, "--timeout-ms", 300, *args,
+                              tmp_path=tmp_path)
+        started.append(client)
+        wait_until_following(client, tmp_path / "client.log")
+        return client
+
+    yield sock, tree, start, tmp_path / "client.log"
+    for client in started:
+        stop_client(client)
+    tree.close()
+    sock.close()
+
+
+def test_a_daemon_switch_is_not_driven_on_before_the_new_run_says_it_may(follower_on_tree):
+    """Issue 17 items 1 and 4: a live daemon stops; a person message published before its
+    `stopping` is delivered after it; then a --demo daemon takes the port and its person messages
+    arrive 0.6 s before its first status. Before: 16 run-timed commands on the demo's person."""
+    sock, tree, start, log = follower_on_tree
+    client = start()
+    seq = send_for(sock, 1.0, offset_x=0.6, run_id="a1")
+    assert run_timed_commands(tree, "outB"), log.read_text()
+    sock.send(status_message(state="stopping", run_id="a1"))
+    time.sleep(0.1)
+    t_stopping = time.monotonic()
+    sock.send(person_message(seq, 0.6, run_id="a1"))  # overtaken by the status on the other socket
+    time.sleep(0.2)
+    send_for(sock, 0.6, offset_x=0.6, status=None, run_id="b2")  # the demo daemon: persons first
+    send_for(sock, 1.0, offset_x=0.6, seq=20, status={"demo": True, "live": False}, run_id="b2")
+    assert run_timed_commands(tree, "outB", after=t_stopping) == [], tree.log[-6:]
+    text = log.read_text()
+    assert "ignored person message #1 of a daemon run that is over" in text and "daemon runs --demo" in text
+    assert "a new daemon run (run_id b2)" in text
+    # an older daemon without run_id restarts: seq goes back; the new one's persons come first
+    t_old = time.monotonic()
+    seq = send_for(sock, 1.0, offset_x=0.6, seq=100)
+    assert run_timed_commands(tree, "outB", after=t_old)
+    t_restart = time.monotonic() + 0.05
+    send_for(sock, 0.3, offset_x=0.6, seq=1, status=None)
+    assert run_timed_commands(tree, "outB", after=t_restart) == []
+    assert "seq went back from" in log.read_text() and client.poll() is None
+
+
+@pytest.mark.parametrize("run_id", ["c3", None])
+def test_restart_with_the_clock_2_s_back_drives_again_at_once(follower_on_tree, run_id):
+    """Issue 17 item 3: the daemon is killed, a new one starts with seq from 0 and its clock 2 s
+    behind. Before: every message refused as a backlog for the whole run (746 s at unit level)."""
+    sock, tree, start, log = follower_on_tree
+    start()
+    ids = {"run_id": run_id} if run_id else {}
+    send_for(sock, 1.5, offset_x=0.6, seq=500, **({"run_id": "old"} if run_id else {}))
+    time.sleep(1.0)  # killed; the robot stops
+    t_status = time.monotonic()
+    send_for(sock, 3.0, offset_x=0.6, clock_s=-2.0, **ids)  # status first, as the daemon starts
+    drives = run_timed_commands(tree, "outB", after=t_status)
+    assert drives and drives[0] - t_status < 2.0, (drives[:1], log.read_text()[-2000:])
+    assert drives[-1] > t_status + 2.5  # and keeps driving
+    assert "stale" not in log.read_text()
+
+
+def test_a_frozen_box_stops_the_wheels_while_they_turn(follower_on_tree):
+    """Issue 17 item 2, the robot's own defence: a source that keeps delivering the same picture,
+    so the daemon reports the same box with fresh times. Before: driven on for 8 s at the cap."""
+    sock, tree, start, log = follower_on_tree
+    start()
+    t_start = time.monotonic()
+    seq = send_for(sock, 2.5, offset_x=0.6, still=True)
+    drives = run_timed_commands(tree, "outB", after=t_start)
+    assert drives and drives[-1] - drives[0] < 1.4, drives  # stopped about 1 s after driving began
+    assert tree.last("outB", "command") == "stop" and "stale data (a frozen camera?)" in log.read_text()
+    t_alive = time.monotonic()
+    send_for(sock, 1.0, offset_x=0.6, seq=seq)  # the picture moves again: followed again
+    assert run_timed_commands(tree, "outB", after=t_alive)
+
+
+def test_hostile_messages_neither_crash_nor_drive(follower_on_tree):
+    """Issue 17 item 5: a deeply nested but valid JSON message raised RecursionError (exit 1, a
+    restart loop under systemd). Nested: counted as malformed. Over 64 KiB: libzmq drops the
+    connection (and never reconnects it by itself), the client sees a silence, stops, subscribes
+    anew and follows again."""
+    sock, tree, start, log = follower_on_tree
+    client = start()
+    seq = send_for(sock, 1.0, offset_x=0.6)
+    sock.send(b"person " + b"[" * 20000 + b"]" * 20000)  # 40 KB, under the size limit
+    time.sleep(0.15)  # alone: CONFLATE would rightly keep only the newest of a burst
+    seq = send_for(sock, 0.5, offset_x=0.6, seq=seq)
+    t_huge = time.monotonic()
+    sock.send(b"person " + b"[" * 100000)  # the issue's 100 KB
+    seq = send_for(sock, 5.0, offset_x=0.6, seq=seq)  # the client subscribes anew after 3 s of silence
+    text = log.read_text()
+    assert client.poll() is None and "Traceback" not in text, text[-3000:]
+    assert "nested deeper than 16 levels" in text
+    assert tree.first_time("outB", "command", "stop", after=t_huge), "no stop after the connection was dropped"
+    assert run_timed_commands(tree, "outB", after=time.monotonic() - 1.0)  # reconnected and following
+
+
+def test_target_events_beep_and_a_held_target_is_not_driven_into(follower_on_tree, tmp_path):
+    """Issue 18 item 3: with --beep, ev3dev2's Sound runs beep(1) when the target is found, lost, found
+    again and changed (a recorder stands in for /usr/bin/beep); `held` (hidden behind a closer
+    person) never drives forward."""
+    sock, tree, start, log = follower_on_tree
+    calls = tmp_path / "beeps"
+    beep = tmp_path / "beep"
+    beep.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n")
+    beep.chmod(0o755)
+    start("--beep", "--beep-program", beep)
+    far = {"h": 0.3, "bottom": 0.6, "area": 0.03}  # feet 2.4 m away: the robot drives forward
+    seq = send_for(sock, 0.5, offset_x=0.0, state="tracking", track_id=1, **far)
+    t_held = time.monotonic()
+    seq = send_for(sock, 0.5, offset_x=0.0, seq=seq, state="held", track_id=1, held=True, **far)
+    seq = send_for(sock, 0.3, found=False, seq=seq, state="lost", track_id=None)
+    seq = send_for(sock, 0.3, offset_x=0.0, seq=seq, state="tracking", track_id=1, **far)
+    send_for(sock, 0.3, offset_x=0.0, seq=seq, state="tracking", track_id=2, **far)
+    time.sleep(0.3)
+    from robot_client.target import TONES
+    assert calls.read_text().splitlines() == [TONES[e] for e in ("reacquired", "lost", "reacquired", "changed")]
+    text = log.read_text()
+    assert "target held (track 1)" in text and "target changed from track 1 to track 2" in text
+    speeds = [(t, int(v)) for t, p, a, v in tree.log if p == "outB" and a == "speed_sp"]
+    assert any(v > 0 for t, v in speeds if t < t_held), speeds  # tracking: forward
+    held_until = t_held + 0.45
+    assert all(v <= 0 for t, v in speeds if t_held + 0.1 < t < held_until), speeds  # held: no forward
+
+
+def test_a_recording_is_driven_on_only_when_allowed(tmp_path):
+    """Issue 17 item 10: `--source synthetic` (or a video file) with real weights published
+    `demo: false`, and the client drove a real robot after people who are not there. The daemon
+    now says `live: false` and a run_id on every message; the client drives only with
+    --allow-recorded (or the older name --allow-demo)."""
+    weights = jittering_person_weights(tmp_path / "right.weights")
+    daemon = Daemon("--source", "synthetic", "--weights", weights, http=False)
+    listener = Listener(daemon.pub)
+    daemon.start()
+    blocked, allowed = FakeMotorTree(tmp_path / "blocked"), FakeMotorTree(tmp_path / "allowed")
+    common = ("--connect", daemon.pub, "--timeout-ms", 500)
+    clients = [start_client(*common, "--sysfs-root", blocked.root, tmp_path=tmp_path, log_name="blocked.log"),
+               start_client(*common, "--sysfs-root", allowed.root, "--allow-demo", tmp_path=tmp_path,
+                            log_name="allowed.log")]
+    try:
+        assert allowed.wait_for(lambda: len(run_timed_commands(allowed, "outB")) >= 10, 60), \
+            (tmp_path / "allowed.log").read_text()
+        assert run_timed_commands(blocked, "outB") == [] and blocked.last("outB", "command") == "stop"
+        assert "the daemon's source is a recording" in (tmp_path / "blocked.log").read_text()
+        statuses, persons = listener.of("status"), listener.of("person")
+        assert statuses and all(s["live"] is False and not s["demo"] for s in statuses)
+        run_ids = {m["run_id"] for m in statuses + persons + listener.of("detections")}
+        assert len(run_ids) == 1 and re.fullmatch(r"[0-9a-f]{16}", run_ids.pop())
+        boxes = [(m["x"], m["y"], m["w"], m["h"]) for m in persons if m["found"]]
+        assert len(set(boxes)) > 1  # the weights' box moves with the picture, as a real detector's does
+    finally:
+        for client in clients:
+            stop_client(client)
+        daemon.stop()
+        listener.close()
+        blocked.close()
+        allowed.close()
+
+
+@pytest.mark.parametrize("option, refused, accepted", [
+    ("--turn-gain", ["nan", "-30", "inf", "0", "100.5"], ["0.1", "100"]),
+    ("--timeout-ms", ["3600000", "1001", "49", "nan", "0"], ["50", "1000"]),
+    ("--max-speed", ["0", "100.1", "nan"], ["0.5", "100"]),
+    ("--distance", ["0.19", "10.5", "inf"], ["0.2", "10"]),
+    ("--camera-height", ["0", "3", "-1"], ["0.01", "2.99"]),
+    ("--hfov", ["0.9", "170.1"], ["1", "170"]),
+    ("--vfov", ["0.9", "170.1"], ["1", "170"]),
+    ("--target-area", ["0", "1", "nan"], ["0.001", "0.999"]),
+    ("--drive-gain", ["0", "5.1", "-1"], ["0.01", "5"]),
+    ("--ssh-healthy-s", ["-1", "3601", "nan"], ["0", "3600"]),
+    ("--ssh-port", ["0", "65536", "22.5"], ["1", "65535"]),
+    ("--remote-port", ["0", "65536"], ["1", "65535"]),
+    ("--run-seconds", ["0", "-1", "inf", "31536001"], ["0.01", "31536000"]),
+    ("--left", ["outE", "outb", "B"], ["outA", "outD"]),
+    ("--connect", ["inproc://x", "garbage", "tcp://127.0.0.1"], ["tcp://127.0.0.1:5556", "ipc:///run/r.sock",
+                                                                  "tcp://[::1]:5556"]),
+    ("--ssh", ["-oProxyCommand=x@h", "nohost", "a b@c"], ["robot@laptop.local"]),
+    ("--ssh-option", ["-p 22", "=x"], ["ServerAliveInterval=5"]),
+])
+def test_every_option_has_a_range_refused_on_both_sides(capsys, option, refused, accepted):
+    """Issue 17 item 6: --turn-gain nan, -30 (steers away from the person) and inf were accepted;
+    --timeout-ms had no upper bound (3600000 drove on for as long as the client ran). Each
+    refusal: exit 2 and one line saying what was expected and what was found."""
+    from robot_client.client import build_follower, parse_args
+    for value in refused:
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args([f"{option}={value}"] + (["--right", "outB"] if option == "--left" else []))
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and error.count("\n") == 1 and "robot-client: error:" in error, error
+        assert option in error and repr(value) in error and "expected" in error, error
+    for value in accepted:
+        args = parse_args([option, value] + (["--right", "outB"] if option == "--left" else []))
+        build_follower(args)
+
+
+def test_option_errors_are_one_line_from_the_real_command(tmp_path):
+    for argv, words in ((["--turn-gain", "nan"], "--turn-gain: expected a number in (0, 100] %, found 'nan'"),
+                        (["--timeout-ms", "3600000"], "--timeout-ms: expected an integer in [50, 1000] ms"),
+                        (["--left", "outC"], "--left and --right are both outC")):
+        result = subprocess.run([ev3_python(), "-m", "robot_client", "--dry-run", *argv], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+
+
+def test_a_demo_daemon_taking_over_the_port_is_not_driven_on(tmp_path):
+    """Issue 17 item 1 with real daemons: a live one (a network camera) is followed and stopped
+    (SIGTERM: `stopping`); `run --demo` then binds the same endpoint. Before: the client drove on
+    the demo's person until the demo's first status reached it."""
+    camera = MjpegServer(fps=15).start()
+    weights = jittering_person_weights(tmp_path / "right.weights")
+    live = Daemon("--source", camera.url, "--weights", weights, http=False).start()
+    demo = Daemon("--demo", http=False)
+    demo.args[demo.args.index(demo.pub)] = demo.pub = live.pub
+    tree = FakeMotorTree(tmp_path / "sys")
+    client = start_client("--connect", live.pub, "--sysfs-root", tree.root, "--timeout-ms", 500, tmp_path=tmp_path)
+    try:
+        assert tree.wait_for(lambda: len(run_timed_commands(tree, "outB")) >= 5, 60), (tmp_path / "client.log").read_text()
+        live.stop()
+        t_demo = time.monotonic()
+        demo.start()
+        listener = Listener(demo.pub, (protocol.PERSON,))
+        try:
+            assert listener.wait_for(lambda l: len(l.of("person")) >= 30, 60)
+            time.sleep(1.0)
+        finally:
+            listener.close()
+        assert run_timed_commands(tree, "outB", after=t_demo) == [], tree.log[-6:]
+        text = (tmp_path / "client.log").read_text()
+        assert "a new daemon run (run_id" in text and "daemon runs --demo" in text and client.poll() is None
+    finally:
+        stop_client(client)
+        demo.stop()
+        live.stop()
+        camera.stop()
+        tree.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import zmq
 
@@ -27,10 +28,12 @@ class Publisher:
                             "robot-detector running? Choose another endpoint with --pub.", EX_CONFIG) from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.sent = 0
+        # On every message: a client tells this daemon's messages from those of the one before it.
+        self.run_id = secrets.token_hex(8)
 
     def send(self, topic: str, payload: dict) -> None:
         try:
-            self.socket.send(protocol.encode(topic, payload), zmq.NOBLOCK)
+            self.socket.send(protocol.encode(topic, {**payload, "run_id": self.run_id}), zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:  # PUB never blocks, but be explicit: a full queue drops, never waits
             pass

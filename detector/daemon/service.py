@@ -144,6 +144,7 @@ class Service:
         return {"v": protocol.VERSION, "t": time.time(), "state": self.state, "fps": round(self.stats.fps, 2),
                 "latency_ms": self.stats.latency(), "frames": self.stats.frames, "dropped": self.capture.dropped,
                 "engine": engine.name, "device": engine.device, "demo": self.config.demo,
+                "live": not self.config.demo and source_kind(self.source) in ("camera", "url"),
                 "camera": self.capture.granted.to_dict() if self.capture.granted else None,
                 "nonfinite": self.nonfinite}
 
