@@ -6,6 +6,7 @@ ends in a bare traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -63,8 +64,8 @@ def add_options(parser: argparse.ArgumentParser, command: str, only=None) -> Non
             continue
         daemon = command == DAEMON
         kwargs = {"dest": option.key, "help": help_text(option)}
-        if option.kind == "bool":
-            kwargs.update(action="store_const", const=True, default=None if daemon else False)
+        if option.kind == "bool":  # a flag turns on what is off by default, off what is on (--no-appearance)
+            kwargs.update(action="store_const", const=not option.default, default=None if daemon else option.default)
         else:
             kwargs.update(type=option_type(option), default=None if daemon else option.default)
             if option.kind == "list" and option.default is None:
@@ -212,6 +213,27 @@ def cmd_run(args) -> int:
     return run_service(config)
 
 
+def cmd_track(args) -> int:
+    from .daemon.config import load_config
+    from .daemon.replay import ReplaySummary, replay
+    from .daemon.tracker import PersonTracker
+    config = load_config(args.config, {option.key: getattr(args, option.key) for option in options_for("track")})
+    tracker = PersonTracker(config.track_grace_s, config.relock_s, config.lock, config.smoothing, appearance=False)
+    summary = ReplaySummary()
+    try:
+        lines = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") if args.file == "-"
+                 else open(args.file, encoding="utf-8", errors="replace"))
+    except OSError as error:
+        raise UserError(f"cannot read {args.file}: {error.strerror}; expected a file of `robot-detector view "
+                        "--topic detections` lines, or - for standard input") from None
+    with lines:
+        for line in replay(lines, tracker, config.target_class, summary):
+            print(line, flush=args.file == "-")
+    if args.summary:
+        print("\n".join(summary.lines()), file=sys.stderr)
+    return 0
+
+
 def cmd_view(args) -> int:
     from .daemon.view import run_view
     return run_view(args.connect, args.topic, args.count, args.timeout)
@@ -287,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
 
     command(commands, "view", cmd_view, "print the daemon's messages, one a line")
+
+    track = commands.add_parser("track", parents=[common],
+                                help="replay recorded `detections` lines through the tracker: one `person` line each")
+    track.add_argument("file", nargs="?", default="-", metavar="FILE|-",
+                       help="`robot-detector view --topic detections` output (default -: standard input)")
+    track.add_argument("--config", metavar="FILE", help="TOML config file of `run` (its tracker keys are used)")
+    add_options(track, "track")
+    track.set_defaults(**{option.key: None for option in options_for("track")})  # not given: the config file's
+    track.add_argument("--summary", action="store_true",
+                       help="print to stderr how often the target changed and the share of frames with a target")
+    track.set_defaults(handler=cmd_track)
 
     detect = command(commands, "detect", cmd_detect, "detect objects in still images")
     detect.add_argument("images", nargs="+", metavar="IMAGE")

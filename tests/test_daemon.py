@@ -44,6 +44,10 @@ def test_every_message_follows_the_schema(person_weights):
     assert (last["x"], last["y"], last["w"], last["h"]) == pytest.approx((0.75, 0.4, 0.2, 0.5), abs=0.01)
     assert last["offset_x"] == pytest.approx(0.5, abs=0.01) and last["area"] == pytest.approx(0.1, abs=0.01)
     assert detections[-1]["detections"][0]["cls"] == "person"
+    # one person, one track: the target's id is the id of its detection in every frame (issue 18)
+    assert {m["track_id"] for m in persons} == {persons[0]["track_id"]} and persons[0]["track_id"] is not None
+    assert all(m["state"] == "tracking" for m in persons)
+    assert all(d["detections"][0]["track_id"] == p["track_id"] for d, p in zip(detections, persons))
     # heartbeats: the run lasts ~3 s at the synthetic camera's 30 fps: at least two running heartbeats
     assert sum(s["state"] == "running" for s in statuses) >= 2
     assert statuses[-1]["state"] == "stopping" and statuses[-1]["frames"] == frames

@@ -72,7 +72,8 @@ def test_grace_is_measured_on_the_monotonic_clock_and_held_is_published(tmp_path
         sub.close(linger=0)
         service.publisher.close()
     assert [(m["found"], m["held"]) for m in messages] == [(True, False), (True, True), (False, False)]
-    assert messages[1]["x"] == messages[0]["x"]  # the held box is the last one seen
+    assert messages[1]["x"] == messages[0]["x"]  # the held box is the prediction: seen once, it stood still
+    assert [m["state"] for m in messages] == ["tracking", "held", "lost"]
 
 
 def test_held_on_the_wire():

@@ -18,8 +18,11 @@ import pytest
 
 from conftest import run_cli
 from daemon_helpers import SCRIPT, Daemon, Listener
+from detector.daemon.tracker import LOST, TrackerUpdate
 from detector.daemon.webserver import MAX_CONNECTIONS, REQUEST_TIMEOUT_S
 from detector.model.decode import Detection
+
+NOBODY = TrackerUpdate((), LOST, ())  # a frame in which nobody is tracked
 
 TOKEN = "0123456789abcdef-soak"
 
@@ -260,9 +263,9 @@ def test_encoder_survives_a_frame_it_cannot_draw(caplog):
             while not stream.frames.viewers and time.monotonic() < deadline:
                 time.sleep(0.05)
             for seq in range(3):
-                stream.offer(seq, 0.0, frame, [bad], None)
+                stream.offer(seq, 0.0, frame, [bad], NOBODY)
                 time.sleep(0.3)
-            stream.offer(3, 0.0, frame, [good], None)
+            stream.offer(3, 0.0, frame, [good], NOBODY)
             viewer.join(10)
     finally:
         stream.stop()

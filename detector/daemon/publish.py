@@ -41,3 +41,37 @@ class Publisher:
     def close(self) -> None:
         # A short linger lets the final `stopping` status leave; it bounds shutdown time too.
         self.socket.close(linger=300)
+
+
+def person_message(seq: int, t_capture: float, frame_size: tuple, t_publish: float, target,
+                   target_class: str = "person") -> dict:
+    """The `person` topic for the tracker's Target; frame_size: (width, height) in pixels. It carries
+    "cls" when it follows another class than person (--target-class)."""
+    frame_w, frame_h = frame_size
+    message = {"v": protocol.VERSION, "seq": seq, "t_capture": t_capture, "t_publish": t_publish,
+               "frame_w": frame_w, "frame_h": frame_h, "found": target.found, "held": target.held,
+               "state": target.state, "track_id": target.track_id}
+    if target_class != "person":
+        message["cls"] = target_class
+    if not target.found:
+        message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
+    else:
+        box = target.box
+        message.update(x=round(box.x, 6), y=round(box.y, 6), w=round(box.w, 6), h=round(box.h, 6),
+                       area=round(box.w * box.h, 6), offset_x=round(2 * box.x - 1, 6),
+                       confidence=round(target.confidence, 6))
+    return message
+
+
+def detections_message(seq: int, t_capture: float, frame_size: tuple, t_publish: float, detections,
+                       track_ids: dict) -> dict:
+    """track_ids: {id(detection): track id} for the detections of the followed class."""
+    frame_w, frame_h = frame_size
+    items = []
+    for detection in detections:
+        item = detection.to_dict()
+        if id(detection) in track_ids:
+            item["track_id"] = track_ids[id(detection)]
+        items.append(item)
+    return {"v": protocol.VERSION, "seq": seq, "t_capture": t_capture, "t_publish": t_publish,
+            "frame_w": frame_w, "frame_h": frame_h, "detections": items}

@@ -23,9 +23,9 @@ from .config import Config
 from ..model.builder import PredictorSpec, build_predictor, load
 from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
-from .publish import Publisher
+from .publish import Publisher, detections_message, person_message
 from .stream import DebugStream
-from .tracker import TargetTracker
+from .tracker import PersonTracker
 from ..model.cfg import shipped_specs
 
 log = logging.getLogger(__name__)
@@ -72,29 +72,6 @@ def finite_detections(detections) -> tuple:
     return kept, len(detections) - len(kept)
 
 
-def person_message(seq: int, frame, t_publish: float, target, target_class: str = "person") -> dict:
-    """The `person` topic; it carries "cls" when it follows another class than person (--target-class)."""
-    frame_h, frame_w = frame.image_bgr.shape[:2]
-    message = {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
-               "frame_w": frame_w, "frame_h": frame_h, "found": target is not None,
-               "held": target is not None and target.held}
-    if target_class != "person":
-        message["cls"] = target_class
-    if target is None:
-        message.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
-    else:
-        message.update(x=round(target.x, 6), y=round(target.y, 6), w=round(target.w, 6), h=round(target.h, 6),
-                       area=round(target.w * target.h, 6), offset_x=round(2 * target.x - 1, 6),
-                       confidence=round(target.confidence, 6))
-    return message
-
-
-def detections_message(seq: int, frame, t_publish: float, detections) -> dict:
-    frame_h, frame_w = frame.image_bgr.shape[:2]
-    return {"v": protocol.VERSION, "seq": seq, "t_capture": frame.t_capture, "t_publish": t_publish,
-            "frame_w": frame_w, "frame_h": frame_h, "detections": [d.to_dict() for d in detections]}
-
-
 def load_pipeline_model(config: Config):
     if config.demo:
         return planted_model(shipped_specs()["yolov1-tiny"], [DEMO_PERSON])
@@ -116,7 +93,8 @@ class Service:
             # Under systemd a bad model or device must not be retried forever: a person must act.
             raise UserError(str(error), EX_CONFIG) from None
         self.target_id = self.predictor.names.index(config.target_class)
-        self.tracker = TargetTracker(config.track_iou, config.track_grace_s, config.smoothing)
+        self.tracker = PersonTracker(config.track_grace_s, config.relock_s, config.lock, config.smoothing,
+                                     config.appearance)
         self.stats = Stats()
         self.state = "starting"
         self.stop_requested = threading.Event()
@@ -135,6 +113,7 @@ class Service:
                         describe_source(self.source))
         self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
         self.nonfinite = 0      # detections dropped because a number in them was not finite
+        self._followed = None   # the track id followed in the last frame, None while nobody is
         self._hang_reported = False
         self._t_status = 0.0
 
@@ -173,15 +152,30 @@ class Service:
                             "and counted in status.nonfinite (are the weights damaged?)")
             self.nonfinite += nonfinite
         persons = [d for d in detections if d.cls_id == self.target_id]
-        target = self.tracker.update(persons, frame.t_monotonic)
+        tracked = self.tracker.update(frame.t_monotonic, persons, frame.image_bgr)
+        self._log_target(tracked.target.track_id if tracked.target.found else None)
+        track_ids = {id(d): track_id for d, track_id in zip(persons, tracked.track_ids)}
         published = [d for d in detections if not config.classes or d.cls in config.classes]
         seq = self.stats.frames
         t_publish = time.time()
-        self.publisher.send(protocol.PERSON, person_message(seq, frame, t_publish, target, config.target_class))
-        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame, t_publish, published))
+        frame_size = frame.image_bgr.shape[1::-1]
+        self.publisher.send(protocol.PERSON, person_message(seq, frame.t_capture, frame_size, t_publish, tracked.target,
+                                                            config.target_class))
+        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame.t_capture, frame_size, t_publish,
+                                                                    published, track_ids))
         self.stats.add(frame.t_monotonic, time.monotonic(), prediction.inference_ms)
         if self.stream:  # a reference only: annotation and encoding happen in the stream's thread
-            self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, target)
+            self.stream.offer(seq, frame.t_capture, frame.image_bgr, detections, tracked)
+
+    def _log_target(self, track_id) -> None:
+        """One log line per change of whom is followed (not per held frame)."""
+        if track_id != self._followed:
+            if track_id is None:
+                log.info("target lost (track %d): nobody followed", self._followed)
+            else:
+                log.info("following track %d%s", track_id,
+                         "" if self._followed is None else f" instead of track {self._followed}")
+            self._followed = track_id
 
     def run(self) -> int:
         config = self.config

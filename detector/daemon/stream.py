@@ -47,10 +47,10 @@ class DebugStream:
         self.server.stop()
 
     # --- called by the frame loop: cheap, never blocks on viewers ---
-    def offer(self, seq: int, t_capture: float, frame_bgr, detections, target) -> None:
-        """`target`: the tracker's Target or None."""
-        self.feed.add_frame(t_capture, detections, target)
-        self.frames.offer(seq, frame_bgr, detections, target.detection if target is not None else None)
+    def offer(self, seq: int, t_capture: float, frame_bgr, detections, tracked) -> None:
+        """`tracked`: the tracker's TrackerUpdate for this frame."""
+        self.feed.add_frame(t_capture, detections, tracked.target)
+        self.frames.offer(seq, frame_bgr, detections, tracked.target.detection)
 
     def set_status(self, status: dict, healthy: bool) -> None:
         self.status, self.healthy = status, healthy

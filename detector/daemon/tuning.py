@@ -30,15 +30,16 @@ class TuningFeed:
         self.points_sent = 0  # points serialised for pages: stays 0 while no page is open
 
     def add_frame(self, t_capture: float, detections, target) -> None:
-        """`target`: the tracker's Target (smoothed box, `held`) or None when nobody is followed."""
+        """`target`: the tracker's Target (reported box, `held`, `found`)."""
         t_capture = round(t_capture, 3)  # what the page gets back as its `since`
-        if target is None:
+        if not target.found:
             point = (t_capture, None, None, None, False)
         else:
-            point = (t_capture, 2 * target.x - 1, target.w * target.h, target.confidence, target.held)
+            box = target.box
+            point = (t_capture, 2 * box.x - 1, box.w * box.h, target.confidence, target.held)
         with self._lock:
             self._frames.append(point)
-            self._detections = (detections, target.detection if target is not None else None)
+            self._detections = (detections, target.detection)
 
     def add_status(self, status: dict) -> None:
         latency = status.get("latency_ms", {})

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..capture import LatestFrameCapture, describe_source, source_kind
-from ..daemon.tracker import TargetTracker
+from ..daemon.tracker import PersonTracker
 from ..errors import EX_CONFIG, UserError
 from ..model.classnames import read_names
 from ..model.predictor import Predictor
@@ -161,7 +161,7 @@ class LostTarget:
 
     def __init__(self, selection: Selection):
         self.target_id, self.around_s = selection.target_id, selection.around_s
-        self.tracker = TargetTracker()
+        self.tracker = PersonTracker(appearance=False)  # the daemon's rules; colours need not decide here
         self.recent = collections.deque()
         self.had_target = False
         self.save_until = float("-inf")
@@ -172,9 +172,9 @@ class LostTarget:
         self.recent.append(seen)
         while t - self.recent[0].frame.t_monotonic > self.around_s:
             self.recent.popleft()
-        target = self.tracker.update([d for d in seen.detections if d.cls_id == self.target_id], t)
-        lost_now = self.had_target and target is None
-        self.had_target = target is not None
+        target = self.tracker.update(t, [d for d in seen.detections if d.cls_id == self.target_id]).target
+        lost_now = self.had_target and not target.found
+        self.had_target = target.found
         if lost_now:
             self.losses += 1
             log.info("target lost at frame %d; saving the frames %gs around it", seen.frame.index, self.around_s)
