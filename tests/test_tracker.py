@@ -146,6 +146,42 @@ def test_someone_overtaking_is_not_taken_over(in_front, fps):
         assert not any(scenes.steered_to_other(f, p) for f, p in zip(frames, persons)), (fps, seed)
 
 
+@pytest.mark.parametrize("crosser_seen_before", [True, False], ids=["crosser seen at the edge", "crosser new"])
+def test_a_nearer_larger_person_covering_the_held_target_does_not_give_it_its_box(crosser_seen_before):
+    """simulate-follow --path cross at 5 fps (seed 4): the followed person, 3 m away, is hidden behind one
+    0.5 m nearer whose box covers its prediction (IoU 0.57) but is half again as wide and 16% taller.
+    That box is the crosser's: the target stays held at its prediction and is taken again, with its id,
+    when it reappears; the crosser's box joins another track."""
+    t = tracker(grace_s=0.5)
+    for step in range(14):  # the followed person, standing, seen at 5 fps
+        update = t.update(step * 0.2, [person(0.49 + 0.002 * (step % 2), 0.345, 0.33, 0.695)])
+    followed = update.target.track_id
+    if crosser_seen_before:  # first seen entering at the frame's edge, clipped, so its track's size is off too
+        t.update(2.8, [person(0.84, 0.396, 0.32, 0.79)])
+    else:
+        t.update(2.8, [])
+    crosser = person(0.502, 0.404, 0.501, 0.807)
+    covered = t.update(3.0, [crosser])
+    assert covered.target.track_id == followed and covered.target.state == "held", covered.target
+    assert covered.target.detection is None and covered.target.box.w == pytest.approx(0.33, abs=0.03)
+    assert covered.track_ids[0] != followed
+    passed = t.update(3.2, [person(0.49, 0.345, 0.33, 0.695), person(0.27, 0.404, 0.508, 0.807)])
+    assert passed.target.track_id == followed and passed.target.detection.x == 0.49
+    assert passed.track_ids[0] == followed and passed.track_ids[1] == covered.track_ids[0]
+
+
+def test_the_held_target_coming_nearer_at_walking_speed_is_taken_again():
+    """The rule above must not refuse the followed person's own box when it grows as walking towards the
+    camera makes it grow: 1 m/s from 2 m, unseen for two frames at 5 fps (boxes 11% larger)."""
+    t = tracker(grace_s=0.5)
+    for step in range(10):
+        followed = t.update(step * 0.2, [person(0.5, 0.32, 0.195, 0.62)]).target.track_id
+    t.update(2.0, [])
+    t.update(2.2, [])
+    back = t.update(2.4, [person(0.5, 0.33, 0.244, 0.66)]).target  # 1.6 m away now: width x 1.25
+    assert back.state == "tracking" and back.track_id == followed and back.box.w == 0.244
+
+
 # --- acceptance (issue 18) ---
 
 @pytest.mark.parametrize("kind", ["front", "behind", "similar"])

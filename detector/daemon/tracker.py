@@ -33,6 +33,7 @@ ACCELERATION_NOISE = np.array([0.3, 0.3, 0.03, 0.03])  # how fast velocity uncer
 VELOCITY_STD_MAX = np.array([0.4, 0.15, 0.15, 0.15])  # bound of that uncertainty, heights/s (x, y, w, h)
 NEW_TRACK_VELOCITY_STD = np.array([0.6, 0.3, 0.3, 0.3])  # a new track's velocity, heights/s: 2 std a brisk walk
 SECOND_PASS_IOU = 0.5      # overlap with a prediction that pairs what the gate left apart
+NEARER_GROWTH = np.array([2.0, 1.2])  # w, h in detection noise stds: a box this much larger than the target's is someone nearer
 GATE = 13.3                # squared normalised distance a match may have (chi-square, 4 dof, p = 0.01)
 APPEARANCE_RECHECK_S = 0.2  # how often a candidate's colours are compared with the lost target's
 FORGET_UNSEEN_S = 1.0      # a track (not the target) unseen this long is dropped
@@ -275,13 +276,20 @@ class PersonTracker:
         state = _stacked([track.filter for track in tracks])
         dt = np.maximum([[t - track.t_filter] for track in tracks], 0.0)
         position, variance, _, _ = _grow(*state, dt)
-        noise = (MEASUREMENT_NOISE * _scale(position)) ** 2
-        distances = (((measured[None] - position[:, None]) ** 2) / (variance + noise)[:, None]).sum(axis=2)
+        noise_std = MEASUREMENT_NOISE * _scale(position)
+        noise = noise_std ** 2
+        differences = measured[None] - position[:, None]
+        distances = ((differences ** 2) / (variance + noise)[:, None]).sum(axis=2)
+        # The followed person never takes the box of someone nearer: hidden behind a nearer person it is
+        # not detected, and that person's box, covering the prediction, is wider and taller than jitter
+        # explains. The gate alone lets it in (the size of a person unseen for a while is uncertain).
+        is_target = np.array([track.track_id == self._target_id for track in tracks])
+        nearer = is_target[:, None] & (differences[..., 2:] > NEARER_GROWTH * noise_std[:, None, 2:]).all(axis=2)
         # Not the distance alone: a track unseen for a while has a wide gate, and would take at a small
         # distance the detection of one seen just now. Its horizontal uncertainty (where people differ
         # most) costs as in the negative log-likelihood.
         costs = distances + np.log((variance[:, :1] + noise[:, :1]) / noise[:, :1])
-        costs = np.where(distances <= GATE, costs, np.inf).ravel()
+        costs = np.where((distances <= GATE) & ~nearer, costs, np.inf).ravel()
         matches, taken = {}, set()
         for flat in np.argsort(costs).tolist():
             if costs[flat] == np.inf:
@@ -297,7 +305,7 @@ class PersonTracker:
             row, column = divmod(flat, len(detections))
             if overlaps[row, column] < SECOND_PASS_IOU:
                 break
-            if column not in matches and row not in taken:
+            if column not in matches and row not in taken and not nearer[row, column]:
                 matches[column] = tracks[row]
                 taken.add(row)
         return matches
