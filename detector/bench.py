@@ -1,16 +1,50 @@
-"""`robot-detector bench`: per-stage latency (median, p95) and throughput of each engine."""
+"""`robot-detector bench`: per-stage latency (median, p95) and throughput of each engine.
+
+Each engine (and precision) is measured alone in a process of its own, as the daemon runs it: in
+one process, the BLAS threads of one engine still spin after its call and take the cores from the
+next (docs/measurements/engines.md). Every result names the CPU and its SIMD extensions.
+"""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import platform
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
 from .model.builder import PredictorSpec, build_predictor
 from .model.network import Model
 
 WARMUP_FRAMES = 3
+# /proc/cpuinfo flag -> the name benchmarks report: the vector units the engines' kernels choose from
+SIMD_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
+              "neon": "NEON", "asimd": "NEON"}
+
+
+def cpu_description(cpuinfo: str | None = None) -> dict:
+    """{"model": the CPU's name, "flags": its SIMD extensions that matter for inference}, from
+    /proc/cpuinfo (x86: "model name" and "flags"; ARM: "Model" or "CPU part", and "Features")."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    model = fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() \
+        or platform.machine()
+    present = set((fields.get("flags") or fields.get("Features") or "").split())
+    flags = []
+    for flag, name in SIMD_FLAGS.items():
+        if flag in present and name not in flags:
+            flags.append(name)
+    return {"model": model or "unknown", "flags": flags}
 
 
 def summary(values_ms) -> dict:
@@ -30,8 +64,8 @@ def bench_frames(count: int, width: int = 640, height: int = 480) -> list:
 
 
 def bench_engines(model: Model, runs: list, spec: PredictorSpec, frames: int) -> list:
-    """Each (engine, precision) in `runs` on the same frames, taking turns frame by frame, so that
-    a busy machine slows them alike and their ratios hold within one run."""
+    """Each (engine, precision) in `runs` on the same frames, in this process, taking turns frame by
+    frame (run_bench gives each its own process instead)."""
     predictors = [build_predictor(replace(spec, engine=engine, precision=precision), model) for engine, precision in runs]
     images = bench_frames(frames)
     for predictor in predictors:
@@ -113,7 +147,7 @@ def print_pipeline_table(results: list) -> None:
 
 def print_table(results: list) -> None:
     baseline = next((r for r in results if r["engine"] == "chainer" and r["device"] == "cpu"), None)
-    print(f"model {results[0]['model']}, {results[0]['frames']} frames each, engines taking turns; "
+    print(f"model {results[0]['model']}, {results[0]['frames']} frames each, each engine alone in its own process; "
           "milliseconds as median / p95; cpu: process CPU time per frame (all threads)")
     print(f"{'engine':<12} {'prec':<5} {'device':<6} {'preprocess':>14} {'inference':>16} {'decode':>12} "
           f"{'end to end':>16} {'cpu ms':>7} {'fps':>7}  speed-up")
@@ -128,22 +162,80 @@ def print_table(results: list) -> None:
         print("speed-up: inference median of the Chainer CPU engine (the seed's path) / this engine's")
 
 
-def run_bench(model: Model, runs: list, spec: PredictorSpec, frames: int, as_json: bool,
-              pipeline_source: str | None = None) -> list:
-    """`runs`: (engine, precision) pairs; the model stages of all of them in one interleaved run,
-    or with `pipeline_source` the whole daemon on that source, one after the other."""
-    from .daemon.config import Config, validate
-    if pipeline_source is None:
-        results = bench_engines(model, runs, spec, frames)
-    else:
-        results = []
-        for engine, precision in runs:
-            config = validate(Config(source=pipeline_source, loop=True, engine=engine, device=spec.device,
-                                     precision=precision, calibration=spec.calibration, low_memory=spec.low_memory))
-            results.append(bench_pipeline(config, model, frames))
-    if as_json:
-        for result in results:
+@dataclass(frozen=True)
+class BenchRun:
+    """One engine at one precision (in `spec`): the model stages, or with `pipeline_source` the whole
+    daemon on that source. Small enough to hand to the engine's own process, which loads the model."""
+    spec: PredictorSpec
+    frames: int
+    generated: str                      # shipped cfg whose generated weights stand in when spec.weights is None
+    pipeline_source: str | None = None
+
+    def load(self) -> Model:
+        if self.spec.weights:
+            from .model.builder import load
+            return load(self.spec)
+        from .model.network import planted_model
+        from .model.cfg import shipped_specs
+        # Speed does not depend on parameter values; planted persons give decode realistic work.
+        return planted_model(shipped_specs()[self.generated], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+
+    def measure(self, model: Model) -> dict:
+        spec = self.spec
+        if self.pipeline_source is None:
+            result = bench_engines(model, [(spec.engine, spec.precision)], spec, self.frames)[0]
+        else:
+            from .daemon.config import Config, validate
+            config = validate(Config(source=self.pipeline_source, loop=True, engine=spec.engine, device=spec.device,
+                                     precision=spec.precision, calibration=spec.calibration,
+                                     low_memory=spec.low_memory))
+            result = bench_pipeline(config, model, self.frames)
+        return {**result, "low_memory": spec.low_memory, "cpu": cpu_description()}
+
+
+def _measure_alone(run: BenchRun, connection) -> None:
+    """The body of an engine's own process: its result, or the error that stopped it, to the parent."""
+    try:
+        connection.send(("result", run.measure(run.load())))
+    except UserError as error:
+        connection.send(("user-error", str(error), error.exit_code))
+    except Exception as error:  # noqa: BLE001 - reported by the parent as that engine's failure
+        connection.send(("error", f"{type(error).__name__}: {error}"))
+    finally:
+        connection.close()
+
+
+def measure_alone(run: BenchRun) -> dict:
+    """`run` in a fresh process (spawned: no thread, library or engine of this one is carried over)."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_measure_alone, args=(run, sender), name=f"bench-{run.spec.engine}")
+    process.start()
+    sender.close()
+    try:
+        message = receiver.recv()
+    except EOFError:
+        message = ("error", f"its process ended without a result (exit code {process.exitcode})")
+    finally:
+        process.join()
+    if message[0] == "user-error":
+        raise UserError(message[1], message[2])
+    if message[0] == "error":
+        raise RuntimeError(f"bench of {run.spec.engine} ({run.spec.precision}): {message[1]}")
+    return message[1]
+
+
+def run_bench(runs: list, as_json: bool, model: Model | None = None) -> list:
+    """`runs`: BenchRun each. Several are measured one after the other, each alone in its own process;
+    a single one in this process (`model`: already loaded), which is then alone too."""
+    results = []
+    for run in runs:
+        result = run.measure(model or run.load()) if len(runs) == 1 else measure_alone(run)
+        results.append(result)
+        if as_json:
             print(json.dumps(result), flush=True)
-    else:
-        (print_table if pipeline_source is None else print_pipeline_table)(results)
+    if not as_json:
+        cpu = results[0]["cpu"]
+        print(f"CPU: {cpu['model']} ({', '.join(cpu['flags']) or 'no AVX2, AVX-512 or NEON'})")
+        (print_table if runs[0].pipeline_source is None else print_pipeline_table)(results)
     return results

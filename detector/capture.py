@@ -3,8 +3,9 @@
 A robot must act on what the camera sees now, so there is no queue: each new frame replaces the
 one waiting, and replaced frames are counted as dropped. A camera or stream that fails is reopened
 with backoff (a camera by its path, so one that returns under a new /dev/videoN through its by-id
-link is found again); the capture reports `camera_lost` until frames flow again. A video file is
-played once unless looping: a file that ended stays ended.
+link is found again); the capture reports `camera_lost` until frames flow again. A camera or stream
+whose picture stands still for `frozen_s` (detector.freeze) is lost too, and reopened likewise. A
+video file is played once unless looping: a file that ended stays ended.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .freeze import FreezeWatch
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class Frame(NamedTuple):
     index: int          # counts frames read from the source, from 0
     t_capture: float    # Unix seconds when the frame was read (published; never used for durations)
     t_monotonic: float  # time.monotonic() when the frame was read: every duration is measured on it
+    frozen: bool = False  # the source froze: this frame repeats a picture that has stood still for frozen_s
 
 
 class CameraFormat(NamedTuple):
@@ -159,10 +162,12 @@ class LatestFrameCapture:
 
     `camera_format`: what to ask a camera for; `granted` then holds what its driver gave.
     `opener`: how a source is opened (open_source; a stand-in only where no camera exists).
+    `frozen_s`: how long the picture of a camera or stream may stand still before the source counts as
+    lost; a file or the synthetic clip is played as it is.
     """
 
     def __init__(self, source: str, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
-                 opener=open_source):
+                 opener=open_source, frozen_s: float = 1.0):
         self.source = source
         self.loop = loop
         self.kind = source_kind(source)
@@ -173,6 +178,8 @@ class LatestFrameCapture:
         self.pace = self.kind in ("file", "synthetic")
         self.dropped = 0
         self.lost = False
+        self.lost_reason: str | None = None  # "frozen" while the picture stands still, else None
+        self.freeze = FreezeWatch(frozen_s) if self.kind in ("camera", "url") else None
         self.ended = False              # a video file was read to its end (and is not looped)
         self.granted: CameraFormat | None = None
         self.error: BaseException | None = None  # set when the thread died; next_frame raises then
@@ -211,11 +218,16 @@ class LatestFrameCapture:
             self._latest = frame
             self._condition.notify_all()
 
-    def _set_lost(self, lost: bool) -> None:
-        if lost != self.lost:
-            self.lost = lost
+    def _set_lost(self, lost: bool, reason: str | None = None) -> None:
+        if (lost, reason) != (self.lost, self.lost_reason):
+            self.lost, self.lost_reason = lost, reason
             if not lost:
                 log.warning("video source %s is back", describe_source(self.source))
+                return
+            if reason == "frozen":
+                log.warning("video source %s froze: its picture has not changed for %.1f s (a hung capture "
+                            "device, or a network camera resending its last picture); reopening it",
+                            describe_source(self.source), self.freeze.frozen_s)
                 return
             hint = ("is the camera plugged in, and may this user read it (the 'video' group)? "
                     "`ls /dev/video* /dev/v4l/by-id` lists cameras" if self.kind == "camera" else
@@ -255,17 +267,25 @@ class LatestFrameCapture:
             fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
             period = 1.0 / fps if self.pace and 0 < fps < 1000 else 0.0
             next_due = time.monotonic()
+            reason = None  # why this opening is given up: None (a failed read) or "frozen"
             while not self._stop.is_set():
                 ok, image = capture.read()
-                self.t_alive = time.monotonic()
+                self.t_alive = t_read = time.monotonic()
                 if not ok or image is None:
                     if self.kind == "file" and self.loop and index > 0:
                         capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                         continue
                     break
+                if self.freeze and self.freeze.frozen(image, t_read):
+                    if not self.lost:  # the frame loop learns of it from this one frame; no more come
+                        self._set_lost(True, "frozen")
+                        self._offer(Frame(image, index, time.time(), t_read, frozen=True))
+                        index += 1
+                    reason = "frozen"
+                    break
                 attempt = 0
                 self._set_lost(False)
-                self._offer(Frame(image, index, time.time(), time.monotonic()))
+                self._offer(Frame(image, index, time.time(), t_read))
                 index += 1
                 if period:
                     next_due += period
@@ -279,7 +299,7 @@ class LatestFrameCapture:
                 self.lost = True
                 return
             if not self._stop.is_set():
-                self._set_lost(True)
+                self._set_lost(True, reason)
                 self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
                 self.t_alive = time.monotonic()
                 attempt += 1

@@ -146,17 +146,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-    from .model import builder
+    from dataclasses import replace
+    from .bench import BenchRun, run_bench
     from .model.engines import ENGINES, GPU_ENGINES, check_precision
-    from .model.network import planted_model
-    from .model.cfg import shipped_specs
     spec = predictor_spec(args, require_names=False)
-    if args.weights:
-        model = builder.load(spec)
-    else:
-        # Speed does not depend on parameter values; planted persons give decode realistic work.
-        model = planted_model(shipped_specs()[args.model], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
+    first = BenchRun(spec, args.frames, args.model)
+    model = first.load()  # here first: a bad file fails before any engine's process starts
     if args.names:  # checked so that a wrong file fails here as in `run`; names do not change timings
         from .model.classnames import class_names_for
         class_names_for(model.spec, args.names)
@@ -166,15 +161,19 @@ def cmd_bench(args) -> int:
     else:
         engines = list(args.engines)
     # Every engine at every precision it has; asked for by name, one it lacks is an error.
-    runs = [(engine, precision) for precision in args.precisions for engine in engines
+    runs = [replace(first, spec=replace(spec, engine=engine, precision=precision),
+                    pipeline_source=args.source if args.pipeline else None)
+            for precision in args.precisions for engine in engines
             if not every_engine or precision in ENGINES[engine].precisions]
-    for engine, precision in runs:
-        check_precision(engine, precision)
+    for run in runs:
+        check_precision(run.spec.engine, run.spec.precision)
     if not args.json:
         print(f"weights: {model.source}")
     if args.pipeline and not args.log_level:
         logging.getLogger().setLevel(logging.WARNING)  # the table, not the daemon's log
-    run_bench(model, runs, spec, args.frames, args.json, args.source if args.pipeline else None)
+    if len(runs) > 1:
+        model = None  # each engine's process loads its own
+    run_bench(runs, args.json, model)
     return 0
 
 

@@ -117,26 +117,38 @@ def run_until_exit(daemon, topics=protocol.TOPICS, timeout=120):
     return listener
 
 
+def moving_block(index, size=(320, 240)):
+    """A grey field with an orange block that moves 12 pixels a frame."""
+    import numpy as np
+    image = np.full((size[1], size[0], 3), 60, np.uint8)
+    x = (index * 12) % (size[0] - 40)
+    image[80:160, x:x + 40] = (0, 180, 255)
+    return image
+
+
 def write_clip(path, frames=20, fps=10.0, size=(320, 240)):
     """A real video file (MJPG in AVI) with a moving block, standing in for a webcam."""
     import cv2
-    import numpy as np
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     for i in range(frames):
-        image = np.full((size[1], size[0], 3), 60, np.uint8)
-        x = (i * 12) % (size[0] - 40)
-        image[80:160, x:x + 40] = (0, 180, 255)
-        writer.write(image)
+        writer.write(moving_block(i, size))
     writer.release()
     return path
 
 
 class MjpegServer:
     """A network camera on loopback: an endless multipart/x-mixed-replace JPEG stream at `fps`, as
-    IP cameras serve. `stop()` unplugs it; `start()` again plugs it back in on the same port."""
+    IP cameras serve. `stop()` unplugs it; `start()` again plugs it back in on the same port.
+    `picture(index)` draws frame `index` of a connection (BGR); setting `frozen` makes it resend its
+    last JPEG, over this connection and any new one, as a hung camera does. `connections` counts
+    the GET requests it answered."""
 
-    def __init__(self, fps=10.0, size=(320, 240)):
+    def __init__(self, fps=10.0, size=(320, 240), picture=None):
         self.port, self.fps, self.size = free_port(), fps, size
+        self.picture = picture or (lambda index: moving_block(index, size))
+        self.frozen = False
+        self.connections = 0
+        self.last_jpeg = None
         self.server = None
 
     @property
@@ -145,7 +157,6 @@ class MjpegServer:
 
     def start(self):
         import cv2
-        import numpy as np
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         camera = self
 
@@ -154,13 +165,13 @@ class MjpegServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
+                camera.connections += 1
                 index = 0
                 try:
                     while not self.server.stopping:
-                        image = np.full((camera.size[1], camera.size[0], 3), 60, np.uint8)
-                        x = (index * 12) % (camera.size[0] - 40)
-                        image[80:160, x:x + 40] = (0, 180, 255)
-                        jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+                        if not (camera.frozen and camera.last_jpeg):
+                            camera.last_jpeg = cv2.imencode(".jpg", camera.picture(index))[1].tobytes()
+                        jpeg = camera.last_jpeg
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                                          % (len(jpeg), jpeg))
                         index += 1

@@ -77,6 +77,31 @@ def test_weights_verify(person_weights):
     assert report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_non_finite_parameters_fail_verify_and_run(v1_file, tmp_path):
+    """Issue 17 item 9: the first 4,000 parameters NaN (verify used to say "loads: True"), or a single
+    infinity at the end of the file; and a seed .npz with one NaN."""
+    nan_file, inf_file = tmp_path / "nan.weights", tmp_path / "inf.weights"
+    data = bytearray(v1_file.read_bytes())
+    data[16:16 + 4 * 4000] = np.full(4000, np.nan, "<f4").tobytes()  # after the 16-byte header
+    nan_file.write_bytes(data)
+    data = bytearray(v1_file.read_bytes())
+    data[-4:] = np.float32(np.inf).tobytes()
+    inf_file.write_bytes(data)
+    for path, count in ((nan_file, "4,000"), (inf_file, "1")):
+        result = run_cli("weights", "verify", path, "--json")
+        assert_clean_error(result, f"{count} of 27,099,950 parameters are not finite", code=1)
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    result = run_cli("run", "--source", "synthetic", "--no-http", "--max-frames", 1, "--weights", nan_file,
+                     "--pub", "tcp://127.0.0.1:0")
+    assert_clean_error(result, "4,000 of 27,099,950 parameters are not finite", code=78)
+    assert result.stderr.count("\n") == 1, result.stderr
+    layers = make_params("yolo-tiny", seed=2)
+    layers[-1][1]["biases"][7] = np.nan
+    write_seed_npz(tmp_path / "nan.npz", layers)
+    assert_clean_error(run_cli("weights", "verify", tmp_path / "nan.npz"), "1 of 45,089,374 parameters are not finite")
+    assert run_cli("weights", "verify", v1_file).returncode == 0
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 def test_missing_weights_file_says_how_to_get_one(test_image, tmp_path):

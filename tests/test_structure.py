@@ -1,4 +1,5 @@
-"""The package's structure: no import cycle in detector/, counting imports inside functions.
+"""The package's structure: no import cycle in detector/, counting imports inside functions, and
+every relative import names a module that exists (a module moved without its imports fails here).
 
 Imports are read with `ast` (nothing is imported), relative imports resolved against the importing
 module's package, and `from package import name` counted as importing the submodule `name` when
@@ -45,6 +46,9 @@ def imported_modules(name: str, path: Path, modules: dict) -> set:
                 base = package.split(".")
                 base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
                 source = ".".join(base + ([node.module] if node.module else []))
+                if not base or source not in modules:  # a relative import names a module of the tree
+                    raise ImportError(f"{path}:{node.lineno}: relative import of {source or 'nothing'}, "
+                                      "which is no module of the tree")
             else:
                 source = node.module
             for alias in node.names:
@@ -113,3 +117,9 @@ def test_the_checker_finds_cycles_through_function_level_and_relative_imports(tm
     assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]
     (package / "c.py").write_text("thing = 1\n")  # the function-level import was the cycle's last link
     assert find_cycle(import_graph(tmp_path, "pkg")) is None
+    (package / "c.py").write_text("from ..outside import thing\n")  # a module moved without its imports
+    with pytest.raises(ImportError, match="relative import of outside"):
+        import_graph(tmp_path, "pkg")
+    (package / "c.py").write_text("from .gone import thing\n")
+    with pytest.raises(ImportError, match="relative import of pkg.gone"):
+        import_graph(tmp_path, "pkg")

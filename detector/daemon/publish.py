@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 
 import zmq
@@ -27,6 +28,10 @@ class Publisher:
             raise UserError(f"cannot bind the ZeroMQ publisher to {endpoint}: {error}. Is another "
                             "robot-detector running? Choose another endpoint with --pub.", EX_CONFIG) from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@"):  # @: abstract, no file
+            # Connecting needs write permission on the socket file: the owner and its group (the tunnel's
+            # user is in it, systemd/robot-detector-tunnel.service), whatever the umask; nobody else.
+            os.chmod(self.endpoint[len("ipc://"):], 0o660)
         self.sent = 0
         # On every message: a client tells this daemon's messages from those of the one before it.
         self.run_id = secrets.token_hex(8)

@@ -25,7 +25,7 @@ from ..errors import EX_CONFIG, EX_FAILURE, UserError
 from ..model.network import planted_model
 from .publish import Publisher, detections_message, person_message
 from .stream import DebugStream
-from .tracker import PersonTracker
+from .tracker import LOST, PersonTracker
 from ..model.cfg import shipped_specs
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class Service:
                                      config.appearance)
         self.stats = Stats()
         self.state = "starting"
+        self.reason: str | None = None  # why the state is what it is: "frozen" (camera_lost), else None
         self.stop_requested = threading.Event()
         self.notifier = Notifier()
         self.publisher = Publisher(config.pub, config.send_hwm)
@@ -111,7 +112,7 @@ class Service:
         if camera_format != CameraFormat() and source_kind(self.source) != "camera":
             log.warning("--width/--height/--fps/--fourcc are asked of a camera; %s is not one, so they are ignored",
                         describe_source(self.source))
-        self.capture = LatestFrameCapture(self.source, config.loop, camera_format)
+        self.capture = LatestFrameCapture(self.source, config.loop, camera_format, frozen_s=config.frozen_s)
         self.nonfinite = 0      # detections dropped because a number in them was not finite
         self._followed = None   # the track id followed in the last frame, None while nobody is
         self._hang_reported = False
@@ -125,7 +126,7 @@ class Service:
                 "engine": engine.name, "device": engine.device, "demo": self.config.demo,
                 "live": not self.config.demo and source_kind(self.source) in ("camera", "url"),
                 "camera": self.capture.granted.to_dict() if self.capture.granted else None,
-                "nonfinite": self.nonfinite}
+                "nonfinite": self.nonfinite, "reason": self.reason}
 
     def publish_status(self) -> None:
         status = self.status_message()
@@ -134,10 +135,10 @@ class Service:
             self.stream.set_status(status, self.state == "running")
         self._t_status = time.monotonic()
 
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("state: %s -> %s", self.state, state)
-            self.state = state
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        if (state, reason) != (self.state, self.reason):
+            log.info("state: %s -> %s%s", self.state, state, f" ({reason})" if reason else "")
+            self.state, self.reason = state, reason
             self.notifier.notify(f"STATUS={state}, {self.stats.frames} frames")
             self.publish_status()
 
@@ -177,6 +178,20 @@ class Service:
                          "" if self._followed is None else f" instead of track {self._followed}")
             self._followed = track_id
 
+    def process_frozen(self, frame) -> None:
+        """The source froze (capture.py): whoever its picture shows may have left long ago. The target
+        is released at once, not after the tracker's grace, and `found: false` goes out stamped now."""
+        self.tracker.release()
+        self._log_target(None)
+        seq = self.stats.frames
+        self.stats.frames += 1  # seq counts handled frames; this one had no inference
+        t_publish = time.time()
+        frame_size = frame.image_bgr.shape[1::-1]
+        self.set_state("camera_lost", "frozen")
+        self.publisher.send(protocol.PERSON, person_message(seq, frame.t_capture, frame_size, t_publish, LOST,
+                                                            self.config.target_class))
+        self.publisher.send(protocol.DETECTIONS, detections_message(seq, frame.t_capture, frame_size, t_publish, [], {}))
+
     def run(self) -> int:
         config = self.config
         self._install_signal_handlers()
@@ -205,7 +220,10 @@ class Service:
                 now = time.monotonic()
                 if frame is None:
                     if self.capture.lost or (self.state == "running" and now - t_last_frame > STALL_S):
-                        self.set_state("camera_lost")
+                        self.set_state("camera_lost", self.capture.lost_reason)
+                    continue
+                if frame.frozen:
+                    self.process_frozen(frame)
                     continue
                 self.process(frame)
                 t_last_frame = now

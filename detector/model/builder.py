@@ -23,7 +23,7 @@ class PredictorSpec:
     device: str = "cpu"             # cpu, gpu, gpu:N or auto
     precision: str = "fp32"         # int8: the quantized graph (onnxruntime)
     calibration: str | None = None  # photos calibrating the int8 graph; None: generated frames
-    low_memory: bool = False        # onnxruntime without prepacking (read by the engines where they support it)
+    low_memory: bool = False        # onnxruntime fp32 without weight prepacking: smaller, slower
     threshold: float = 0.2
     nms: float = 0.5
     require_names: bool = True      # False: a model of other classes without `names` reports class ids
@@ -46,5 +46,5 @@ def build_predictor(spec: PredictorSpec, model: Model | None = None) -> Predicto
         names = None  # decode names the classes by their ids
     else:
         names = class_names_for(model.spec, spec.names)
-    engine = create_engine(model, spec.engine, spec.device, spec.precision, spec.calibration)
+    engine = create_engine(model, spec.engine, spec.device, spec.precision, spec.calibration, spec.low_memory)
     return Predictor(engine, spec.threshold, spec.nms, names)

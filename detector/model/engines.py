@@ -76,10 +76,13 @@ class ChainerEngine(Engine):
 
 
 class OnnxRuntimeEngine(Engine):
+    """`low_memory`: fp32 without weight prepacking: a packed copy of each matrix is kept beside
+    the plain one while the graph loads (about 65 MB more at peak for yolov1-tiny), but the packed
+    kernels are what makes onnxruntime fast (docs/measurements/engines.md)."""
     name = "onnxruntime"
     precisions = PRECISIONS
 
-    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None):
+    def __init__(self, model: Model, device: str, precision: str = "fp32", calibration=None, low_memory: bool = False):
         super().__init__(model, device, precision)
         import onnxruntime as ort
         from .onnx_graph import INPUT_NAME
@@ -91,9 +94,8 @@ class OnnxRuntimeEngine(Engine):
         if precision == "int8":  # int8 kernels need their weights prepacked to be fast
             self.session = self._int8_session(ort, options, calibration)
         else:
-            # Prepacking would copy each float32 matrix into a second, packed layout while the
-            # first is still held: no faster measured here, and 65 MB more at peak for yolov1-tiny.
-            options.add_session_config_entry("session.disable_prepacking", "1")
+            if low_memory:
+                options.add_session_config_entry("session.disable_prepacking", "1")
             self.session = self._fp32_session(ort, options)
 
     def _fp32_session(self, ort, options):
@@ -192,10 +194,13 @@ def resolve(engine: str | None, device: str) -> tuple:
 
 
 def create_engine(model: Model, engine: str | None = None, device: str = "cpu", precision: str = "fp32",
-                  calibration=None) -> Engine:
-    """calibration: a folder of photos for the int8 graph (None: generated frames)."""
+                  calibration=None, low_memory: bool = False) -> Engine:
+    """calibration: a folder of photos for the int8 graph (None: generated frames). low_memory: the
+    smaller footprint where an engine has a choice (onnxruntime fp32: no weight prepacking)."""
     name, resolved_device = resolve(engine, device)
     check_precision(name, precision)
+    if name == OnnxRuntimeEngine.name:
+        return OnnxRuntimeEngine(model, resolved_device, precision, calibration, low_memory)
     return ENGINES[name](model, resolved_device, precision, calibration)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import EX_CONFIG, UserError
 from .cfg import load_spec
+from .integrity import refuse_nonfinite
 from .network import Model
 from .weight_formats import read_model_file
 
@@ -86,11 +87,12 @@ def default_fetch_dir() -> Path:
 
 
 def load_model(weights_path=None, cfg_path=None) -> Model:
-    """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given."""
+    """Load parameters from a .weights or .npz file; the cfg is chosen by size when not given. A file
+    with a NaN or infinite parameter is refused."""
     path = Path(weights_path) if weights_path else default_weights_path()
     if not path.is_file():
         raise UserError(f"Weights file {path} does not exist.\n{how_to_get_weights()}", EX_CONFIG)
-    return read_model_file(path, load_spec(cfg_path) if cfg_path else None)
+    return refuse_nonfinite(read_model_file(path, load_spec(cfg_path) if cfg_path else None))
 
 
 def sha256_of(path: Path) -> str:
