@@ -1,10 +1,10 @@
-/* Measurement aid: a process started with LD_PRELOAD=scripts/hide_avx512.so (and every process it
+/* Measurement aid: a process started with LD_PRELOAD=/tmp/hide_avx512.so (and every process it
  * starts) sees a CPU without AVX-512, so that onnxruntime (MLAS), OpenBLAS and NumPy choose their AVX2
  * kernels, as on an AVX2-only PC. Linux's CPUID faulting (arch_prctl ARCH_SET_CPUID; the CPU needs the
  * cpuid_fault flag) makes each CPUID instruction trap; the handler runs the real one and clears the
  * AVX-512 feature bits (leaf 7) and the ZMM state bits (leaf 0xD). Libraries that read XCR0 alone, and
  * glibc's own string functions (chosen before this library loads), still see AVX-512.
- * Build: gcc -O2 -shared -fPIC -o scripts/hide_avx512.so scripts/hide_avx512.c
+ * Build: gcc -O2 -shared -fPIC -o /tmp/hide_avx512.so scripts/hide_avx512.c
  * Used by scripts/measure_engines.py; never part of the product. */
 #define _GNU_SOURCE
 #include <asm/prctl.h>

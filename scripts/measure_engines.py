@@ -6,7 +6,7 @@ last kind is alone in a spawned process (detector/bench.py), as the daemon runs 
 
 Run as `.venv/bin/python scripts/measure_engines.py --weights-dir DIR [--rounds 3] [--frames 20]`,
 DIR holding yolo-tiny.weights and yolov1-tiny.weights (any values: speed does not depend on them).
-With LD_PRELOAD=scripts/hide_avx512.so (built by `gcc -O2 -shared -fPIC -o scripts/hide_avx512.so
+With LD_PRELOAD=/tmp/hide_avx512.so (built by `gcc -O2 -shared -fPIC -o /tmp/hide_avx512.so
 scripts/hide_avx512.c`) every process sees a CPU without AVX-512 (docs/measurements/engines.md).
 """
 from __future__ import annotations

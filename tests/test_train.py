@@ -159,6 +159,36 @@ def test_freeze_changes_only_later_layers_and_seen_adds_up(tmp_path):
         assert unchanged == [index < 14, index < 12], (index, name, unchanged)
 
 
+def test_frozen_layers_on_onnxruntime_compute_what_chainer_computes(tmp_path):
+    """--freeze runs the frozen layers on onnxruntime: their features equal Chainer's (yolov1-tiny,
+    448x448, batch norm with non-trivial rolling statistics), and training from the same seed on the
+    same data follows the same loss curve and ends in the same weights."""
+    from detector.model.network import random_model
+    from detector.model.preprocess import to_blob
+    from detector.model.cfg import load_spec
+    from detector.model.weight_formats import save_darknet
+    from detector.train.trainable_net import TrainableNet
+    model = random_model(load_spec("yolov1-tiny"), seed=3)
+    images = np.random.default_rng(4).integers(0, 256, (2, 300, 400, 3), dtype=np.uint8)
+    blob = np.concatenate([to_blob(image, 448, 448) for image in images])
+    features = [TrainableNet(model, 14, engine).frozen_features(blob) for engine in ("onnxruntime", "chainer")]
+    assert features[0].shape == features[1].shape == (2, 256, 7, 7)
+    assert np.abs(features[1]).max() > 0.1  # real activations, not an empty map
+    np.testing.assert_allclose(features[0], features[1], rtol=1e-4, atol=1e-4)
+
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(small_cfg(size=28, filters=(4, 8), batch_normalize=1))
+    init = tmp_path / "init.weights"
+    save_darknet(random_model(parse_cfg(cfg.read_text()), seed=5), init, 0)
+    data = write_shapes(tmp_path / "data", 8, 28)
+    results = [train(TrainOptions(str(data), cfg=str(cfg), weights=str(init), out=str(tmp_path / f"{engine}.weights"),
+                                  iterations=6, batch=4, freeze=4, frozen_engine=engine, seed=2))
+               for engine in ("onnxruntime", "chainer")]
+    assert len(results[0].losses) == 6 and len(set(results[0].losses)) > 1  # it trains: the loss moves
+    np.testing.assert_allclose(results[0].losses, results[1].losses, rtol=1e-4)
+    np.testing.assert_allclose(read_values(results[0].out)[1], read_values(results[1].out)[1], rtol=1e-3, atol=1e-5)
+
+
 def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     cfg = tmp_path / "small.cfg"
     cfg.write_text(small_cfg(size=28, filters=(4, 8)))
@@ -275,6 +305,30 @@ def test_adam_runs_its_last_tenth_at_a_tenth_of_the_rate(tmp_path, lr, base):
     lines = [record.to_dict() for record in records]
     rates = [line["lr"] for line in lines if "lr" in line]
     assert rates == pytest.approx([base] * 18 + [base / 10] * 2)
+
+
+def test_progress_carries_darknets_batch_statistics(tmp_path):
+    """Each --json progress line carries the detection layer's per-batch statistics beside the loss;
+    with the whole dataset in one unaugmented batch, `count` is its number of object cells."""
+    from detector.train.dataset import load_dataset
+    from detector.train.objective import truth_grid
+    cfg = tmp_path / "small.cfg"
+    cfg.write_text(small_cfg(size=28, filters=(4, 8)))
+    data = write_shapes(tmp_path / "data", 4, 28)
+    records = []
+    train(TrainOptions(str(data), cfg=str(cfg), out=str(tmp_path / "out.weights"), iterations=3, batch=4,
+                       augment="none"), records.append)
+    lines = [record.to_dict() for record in records]
+    progress = [line for line in lines if "loss" in line]
+    assert len(progress) == 3
+    object_cells = int(truth_grid(list(load_dataset(data).labels), parse_cfg(cfg.read_text()).detection).is_object.sum())
+    assert object_cells > 0
+    for line in progress:
+        assert set(line) == {"iteration", "loss", "lr", "images_per_s", "avg_iou", "pos_cat", "all_cat", "pos_obj",
+                             "any_obj", "count"}
+        assert line["count"] == object_cells
+        assert 0 <= line["avg_iou"] <= 1
+        assert all(np.isfinite(line[key]) for key in ("pos_cat", "all_cat", "pos_obj", "any_obj"))
 
 
 def test_adam_matches_the_textbook_formula():

@@ -145,3 +145,37 @@ def test_responsible_box_choice_and_weights():
     box2 = box2[np.abs(box2).sum(axis=1) > 0][0]
     np.testing.assert_allclose(box, 0.3 * box2, rtol=1e-5)
     assert float(loss.array) < float(loss2.array)
+
+
+def test_batch_statistics_are_darknets_on_a_hand_computed_case():
+    """Darknet's per-batch line (Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count) on a 2x2 grid,
+    2 boxes, 2 classes, every value worked out by hand in the comments."""
+    spec = parse_cfg(small_cfg(size=8, side=2, num=2, classes=2, filters=(4,)))
+    # raw layout per image: class scores [cell * 2 + k] (0..7), confidences 8 + cell * 2 + n (8..15),
+    # boxes 16 + (cell * 2 + n) * 4: x, y offsets in the cell, sqrt(w), sqrt(h)
+    raw = np.zeros((2, 48), np.float32)
+    # Image 0, cell 0, truth class 1 at (0.25, 0.25, 0.5, 0.5): in Darknet's cell units (0.25, 0.25, 0.5, 0.5).
+    raw[0, 0:2] = (0.2, 0.7)                        # Pos Cat 0.7; the cell's class scores sum to 0.9
+    raw[0, 8:10] = (0.6, 0.1)                       # box 0 is responsible: Pos Obj 0.6
+    raw[0, 16:20] = (0.5, 0.5, 0.5 ** 0.5, 0.5)     # (0.25, 0.25, 0.5, 0.25): IoU 0.125 / 0.25 = 0.5
+    raw[0, 20:24] = (0.9, 0.9, 0.1, 0.1)            # (0.45, 0.45, 0.01, 0.01) inside the truth: IoU 0.0004
+    # Image 1, cell 3, truth class 0 at (0.75, 0.75, 0.2, 0.2): in cell units (0.25, 0.25, 0.2, 0.2).
+    raw[1, 6:8] = (0.4, -0.2)                       # Pos Cat 0.4; sum 0.2
+    raw[1, 14:16] = (0.3, 0.5)                      # no box overlaps: the lower RMSE, box 1, is responsible
+    raw[1, 40:44] = (0.0, 0.0, 0.1, 0.1)            # (0, 0, 0.01, 0.01): RMSE 0.41
+    raw[1, 44:48] = (0.9, 0.9, 0.1, 0.1)            # (0.45, 0.45, 0.01, 0.01): RMSE 0.37, IoU 0
+    labels = [LabelBoxes([1, 0], [(0.25, 0.25, 0.5, 0.5), (0.3, 0.3, 0.2, 0.2)]),  # the second shares cell 0: dropped
+              LabelBoxes([0], [(0.75, 0.75, 0.2, 0.2)])]
+    _, targets = detection_loss(chainer.Variable(raw), labels, spec.detection)
+    statistics = targets.statistics
+    assert statistics.count == 2
+    assert statistics.avg_iou == pytest.approx((0.5 + 0.0) / 2, abs=1e-6)
+    assert statistics.pos_cat == pytest.approx((0.7 + 0.4) / 2, abs=1e-6)
+    assert statistics.all_cat == pytest.approx((0.9 + 0.2) / (2 * 2), abs=1e-6)
+    assert statistics.pos_obj == pytest.approx((0.6 + 0.5) / 2, abs=1e-6)
+    assert statistics.any_obj == pytest.approx((0.6 + 0.1 + 0.3 + 0.5) / (2 * 4 * 2), abs=1e-6)
+    assert set(statistics.as_dict()) == {"avg_iou", "pos_cat", "all_cat", "pos_obj", "any_obj", "count"}
+    # A batch without objects: the per-object means do not exist (Darknet would print nan).
+    _, empty = detection_loss(chainer.Variable(raw), [LabelBoxes.empty(), LabelBoxes.empty()], spec.detection)
+    assert empty.statistics.count == 0 and empty.statistics.avg_iou is None and empty.statistics.pos_obj is None
+    assert empty.statistics.any_obj == pytest.approx(statistics.any_obj)

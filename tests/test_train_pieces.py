@@ -9,6 +9,7 @@ from detector.model.cfg import load_cfg
 from detector.model.weight_formats import read_header
 from detector.model.weights_store import load_model
 from detector.train.evaluate import Evaluation
+from detector.train.objective import BatchStatistics
 from detector.train.optimizers import Adam, DarknetSGD
 from detector.train.report import ConsoleReport, DoneRecord, EvaluationRecord, StepRecord
 from detector.train.trainable_net import TrainableNet, darknet_random_model
@@ -50,8 +51,11 @@ def test_make_optimizer_follows_the_cfg_unless_told(small):
     assert isinstance(adam, Adam) and [rate(i) for i in (0, 89, 90, 99)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
 
 
+STATISTICS = BatchStatistics(0.5, 0.25, 0.125, 0.75, 0.0625, 3)
+
+
 def steps(total):
-    return [StepRecord(i, total, 1.0 / i, 0.001, 20.0, i * 0.5) for i in range(1, total + 1)]
+    return [StepRecord(i, total, 1.0 / i, 0.001, 20.0, i * 0.5, STATISTICS) for i in range(1, total + 1)]
 
 
 def test_json_lines_every_log_every_and_the_last_iteration():
@@ -59,7 +63,8 @@ def test_json_lines_every_log_every_and_the_last_iteration():
     shown = [line for record in steps(25) for line in console.lines(record)]
     assert [where for where, _ in shown] == ["stdout"] * 3
     assert [json.loads(text)["iteration"] for _, text in shown] == [10, 20, 25]
-    assert json.loads(shown[0][1]) == {"iteration": 10, "loss": 0.1, "lr": 0.001, "images_per_s": 20.0}
+    assert json.loads(shown[0][1]) == {"iteration": 10, "loss": 0.1, "lr": 0.001, "images_per_s": 20.0, "avg_iou": 0.5,
+                                       "pos_cat": 0.25, "all_cat": 0.125, "pos_obj": 0.75, "any_obj": 0.0625, "count": 3}
 
 
 def test_evaluation_and_done_records_as_json():
@@ -77,9 +82,10 @@ def test_a_terminal_gets_one_bar_rewritten_in_place_and_a_log_gets_about_twenty_
     bar = [line for record in steps(4) for line in ConsoleReport(as_json=False, tty=True).lines(record)]
     assert all(where == "stderr" and text.startswith("\r[") for where, text in bar)
     assert bar[-1][1].endswith("\n") and not any(text.endswith("\n") for _, text in bar[:-1])
-    assert "4/4 loss 0.2500 20.0 img/s ETA 0:00" in bar[-1][1]
+    assert "4/4 loss 0.250 IoU 0.50 cat 0.25/0.12 obj 0.75/0.062 n 3 20.0 img/s ETA 0:00" in bar[-1][1]
     logged = [line for record in steps(400) for line in ConsoleReport(as_json=False, tty=False).lines(record)]
     assert len(logged) == 20 and all(where == "log" for where, _ in logged)
-    assert logged[-1][1] == "iteration 400/400 loss 0.0025 lr 0.001 20.0 images/s"
+    assert logged[-1][1] == ("iteration 400/400 loss 0.0025 (Avg IOU 0.500, Pos Cat 0.250, All Cat 0.125, Pos Obj 0.750, "
+                             "Any Obj 0.0625, count 3) lr 0.001 20.0 images/s")
     done = DoneRecord("o", 6, 3, "", None)
     assert ConsoleReport(as_json=False, tty=True).lines(done) == []  # only --json shows the summary

@@ -75,6 +75,26 @@ class ChainerEngine(Engine):
             return self._to_host(output).astype(np.float32, copy=False)
 
 
+def onnxruntime_options():
+    """Session options of every onnxruntime session: all cores, full graph optimisation, and idle
+    threads that sleep instead of spinning (the capture and publishing threads need the cores)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def onnxruntime_fp32_session(model: Model, layers: int | None = None):
+    """An fp32 session of `model`'s graph with its parameters embedded (the first `layers` layers
+    only, if given: see onnx_graph.build_onnx), weights prepacked as the engine's default."""
+    import onnxruntime as ort
+    from .onnx_graph import build_onnx
+    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), onnxruntime_options(),
+                                providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeEngine(Engine):
     """`low_memory`: fp32 without weight prepacking: a packed copy of each matrix is kept beside
     the plain one while the graph loads (about 65 MB more at peak for yolov1-tiny), but the packed
@@ -86,10 +106,7 @@ class OnnxRuntimeEngine(Engine):
         super().__init__(model, device, precision)
         import onnxruntime as ort
         from .onnx_graph import INPUT_NAME
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = onnxruntime_options()
         self._input_name = INPUT_NAME
         if precision == "int8":  # int8 kernels need their weights prepacked to be fast
             self.session = self._int8_session(ort, options, calibration)

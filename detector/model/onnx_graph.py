@@ -40,13 +40,16 @@ def _file_tensor(name: str, shape: tuple, location: str, offset: int, length: in
     return tensor
 
 
-def build_onnx(model: Model, reference_file: bool = False) -> onnx.ModelProto:
+def build_onnx(model: Model, reference_file: bool = False, layers: int | None = None) -> onnx.ModelProto:
     """ONNX model: input 'image' (N, C, H, W) RGB in [0, 1], output 'raw' (N, outputs).
 
     reference_file: parameters that lie in `model.mapped_file` become external data (location:
     the file's name, so the loader must be told the file's folder); all others are embedded.
+    layers: only the first `layers` cfg layers, in inference mode; 'raw' is then their output
+    (a feature map or vector, its shape left to the runtime). Training runs frozen layers this way.
     """
     spec = model.spec
+    count = len(spec.layers) if layers is None else layers
     mapped = model.mapped_file if reference_file else None
     nodes, initializers = [], []
     current = INPUT_NAME
@@ -73,7 +76,7 @@ def build_onnx(model: Model, reference_file: bool = False) -> onnx.ModelProto:
         elif activation == "relu":
             add("Relu", [current])
 
-    for index, layer in enumerate(spec.layers):
+    for index, layer in enumerate(spec.layers[:count]):
         p = model.params[index]
         if isinstance(layer, Crop):
             add("Mul", [current, constant("crop_scale", np.array(2.0))])
@@ -104,11 +107,17 @@ def build_onnx(model: Model, reference_file: bool = False) -> onnx.ModelProto:
             add("Gemm", [current, constant(f"w{index}", weights.T if transposed else weights),
                          constant(f"b{index}", p["biases"])], transB=0 if transposed else 1)
             activate(layer.activation)
+    if not nodes:  # only layers that are the identity at test time (dropout)
+        add("Identity", [current])
     nodes[-1].output[0] = OUTPUT_NAME
+    if count == len(spec.layers):
+        output_shape = ["N", spec.outputs]
+    else:  # sizes left to the runtime; only the rank is declared
+        output_shape = ["N", "features"] if flattened else ["N", "channels", "rows", "columns"]
     graph = helper.make_graph(
         nodes, spec.name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", spec.channels, spec.height, spec.width])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", spec.outputs])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, output_shape)],
         initializers)
     # Opset 13 and IR 8 are read by onnxruntime and by OpenCV 4.x and 5.x alike.
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

@@ -72,11 +72,28 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(intersection > 0, intersection / union, 0).astype(np.float32)
 
 
+class BatchStatistics(NamedTuple):
+    """What Darknet's v1 detection layer prints per batch, from the same outputs and IoUs as the
+    cost: means over the `count` cells that hold a label box (None when there are none), and
+    `any_obj` over every confidence of the batch. Mixup weights do not enter (Darknet has none)."""
+    avg_iou: float | None  # the responsible box's IoU with its truth
+    pos_cat: float | None  # the class score of the true class
+    all_cat: float | None  # every class score in those cells
+    pos_obj: float | None  # the responsible box's confidence
+    any_obj: float         # every box's confidence, object cells or not
+    count: int             # cells that hold a label box
+
+    def as_dict(self, digits: int = 6) -> dict:
+        return {name: (round(value, digits) if isinstance(value, float) else value)
+                for name, value in self._asdict().items()}
+
+
 class Targets(NamedTuple):
     """Per-output targets and the scale of each squared-error term (0: no term)."""
     target: np.ndarray  # (B, outputs) float32
     scale: np.ndarray   # (B, outputs) float32
     iou: np.ndarray     # (B, cells) float32: the responsible box's IoU with its truth (0 where empty)
+    statistics: BatchStatistics
 
 
 def build_targets(raw: np.ndarray, grid: TruthGrid, detection: DetectionLayer) -> Targets:
@@ -121,7 +138,23 @@ def build_targets(raw: np.ndarray, grid: TruthGrid, detection: DetectionLayer) -
     s_coords[b_index, cell_index, n_index] = (detection.coord_scale * w)[:, None]
     responsible_iou = np.zeros(obj.shape, np.float32)
     responsible_iou[b_index, cell_index] = best_iou
-    return Targets(target, scale, responsible_iou)
+    statistics = _statistics(class_scores[b_index, cell_index], t_class[b_index, cell_index],
+                             confidence[b_index, cell_index, n_index], best_iou, confidence)
+    return Targets(target, scale, responsible_iou, statistics)
+
+
+def _statistics(object_class_scores: np.ndarray, object_class_truth: np.ndarray, responsible_confidence: np.ndarray,
+                responsible_iou: np.ndarray, confidence: np.ndarray) -> BatchStatistics:
+    """The first four arguments hold one row per object cell, in the same order (the class
+    truth one-hot, as the class targets are)."""
+    count = len(responsible_iou)
+    any_obj = float(confidence.mean(dtype=np.float64))
+    if not count:
+        return BatchStatistics(None, None, None, None, any_obj, 0)
+    true_class = (object_class_scores * object_class_truth).sum(axis=-1, dtype=np.float64)
+    return BatchStatistics(float(responsible_iou.mean(dtype=np.float64)), float(true_class.mean()),
+                           float(object_class_scores.mean(dtype=np.float64)),
+                           float(responsible_confidence.mean(dtype=np.float64)), any_obj, count)
 
 
 def detection_loss(output: chainer.Variable, labels: list, detection: DetectionLayer) -> tuple:

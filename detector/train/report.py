@@ -1,7 +1,8 @@
 """What a training run reports: one record per iteration, per evaluation and at the end, and the
 text a console shows for them. The library never prints; `robot-detector train` prints the lines.
 
-A record's `to_dict()` is its `--json` line.
+A record's `to_dict()` is its `--json` line. Each iteration's record carries the loss and the detection
+layer's statistics of its batch, as Darknet prints them.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ class StepRecord:
     lr: float
     images_per_s: float  # since the run started
     elapsed_s: float
+    statistics: object   # objective.BatchStatistics of the iteration's batch, as Darknet prints them
 
     def to_dict(self) -> dict:
         return {"iteration": self.iteration, "loss": round(self.loss, 6), "lr": self.lr,
-                "images_per_s": round(self.images_per_s, 2)}
+                "images_per_s": round(self.images_per_s, 2), **self.statistics.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,19 @@ class Throughput:
         return (self.images / elapsed if elapsed > 0 else 0.0), elapsed
 
 
+def statistics_text(statistics, short: bool = False) -> str:
+    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count. `short`:
+    the same values in a form that keeps the progress bar on one terminal line."""
+    def value(number):
+        return "-" if number is None else f"{number:.2f}" if short else f"{number:.3f}"
+    s = statistics
+    if short:
+        return (f"IoU {value(s.avg_iou)} cat {value(s.pos_cat)}/{value(s.all_cat)} "
+                f"obj {value(s.pos_obj)}/{s.any_obj:.3f} n {s.count}")
+    return (f"Avg IOU {value(s.avg_iou)}, Pos Cat {value(s.pos_cat)}, All Cat {value(s.all_cat)}, "
+            f"Pos Obj {value(s.pos_obj)}, Any Obj {s.any_obj:.4f}, count {s.count}")
+
+
 class ConsoleReport:
     """What a console shows for each record, as (where, text) pairs, `where` being "stdout",
     "stderr" (written as is) or "log" (one info line): JSON lines on stdout with `as_json`
@@ -90,11 +105,11 @@ class ConsoleReport:
         if self.tty:
             done = iteration / total
             eta_s = record.elapsed_s / done - record.elapsed_s if done else 0.0
-            bar = "#" * int(30 * done)
-            text = (f"\r[{bar:<30}] {iteration}/{total} loss {record.loss:.4f} "
+            bar = "#" * int(10 * done)
+            text = (f"\r[{bar:<10}] {iteration}/{total} loss {record.loss:.3f} {statistics_text(record.statistics, True)} "
                     f"{record.images_per_s:.1f} img/s ETA {int(eta_s // 60)}:{int(eta_s % 60):02d}")
             return [("stderr", text + ("\n" if last else ""))]
         if iteration % max(self.log_every, total // 20 or 1) == 0 or last:
-            return [("log", f"iteration {iteration}/{total} loss {record.loss:.4f} lr {record.lr:g} "
-                            f"{record.images_per_s:.1f} images/s")]
+            return [("log", f"iteration {iteration}/{total} loss {record.loss:.4f} ({statistics_text(record.statistics)}) "
+                            f"lr {record.lr:g} {record.images_per_s:.1f} images/s")]
         return []

@@ -27,15 +27,43 @@ class TrainableBatchNorm(DarknetBatchNorm):
                                      running_var=self.variance, decay=ROLLING_MOMENTUM)
 
 
+FROZEN_ENGINES = ("onnxruntime", "chainer")
+
+
 class TrainableNet(TinyYoloV1):
     """`frozen` first layers run without autograd and in test mode (their batch norm uses and
-    keeps the rolling statistics), so fine-tuning the head never recomputes their gradients."""
+    keeps the rolling statistics), so fine-tuning the head never recomputes their gradients.
+
+    frozen_engine: what computes those layers. "onnxruntime" (CPU only: the trainer picks
+    "chainer" on a GPU) runs them as the inference engine's graph, built once from `model`: they
+    never change, and that forward pass is several times faster than Chainer's on NumPy
+    (docs/measurements/training.md). Their Chainer links stay, unused, so that `to_model` saves
+    every layer."""
 
     norm_link = TrainableBatchNorm
 
-    def __init__(self, model: Model, frozen: int = 0):
+    def __init__(self, model: Model, frozen: int = 0, frozen_engine: str = "chainer"):
         super().__init__(model)
+        if frozen_engine not in FROZEN_ENGINES:
+            raise ValueError(f"frozen_engine must be one of {FROZEN_ENGINES}, found {frozen_engine!r}")
         self.frozen = frozen
+        self.frozen_engine = frozen_engine
+        self._frozen_session = None
+        if frozen and frozen_engine == "onnxruntime":
+            from ..model.engines import onnxruntime_fp32_session
+            self._frozen_session = onnxruntime_fp32_session(model, layers=frozen)
+
+    def frozen_features(self, x) -> np.ndarray:
+        """The frozen layers' output for input `x` (an array on this net's device)."""
+        if isinstance(x, chainer.Variable):
+            x = x.array
+        if self._frozen_session is not None:
+            from ..model.onnx_graph import INPUT_NAME
+            return self.xp.asarray(self._frozen_session.run(None, {INPUT_NAME: np.asarray(x, np.float32)})[0])
+        with chainer.no_backprop_mode(), chainer.using_config("train", False):
+            for index in range(self.frozen):
+                x = self.layer_forward(index, x)
+        return x.array if isinstance(x, chainer.Variable) else x
 
     def layer_forward(self, index: int, x):
         layer = self.spec.layers[index]
@@ -45,10 +73,7 @@ class TrainableNet(TinyYoloV1):
 
     def forward(self, x):
         if self.frozen:
-            with chainer.no_backprop_mode(), chainer.using_config("train", False):
-                for index in range(self.frozen):
-                    x = self.layer_forward(index, x)
-            x = chainer.Variable(x.array, requires_grad=False)
+            x = chainer.Variable(self.frozen_features(x), requires_grad=False)
         for index in range(self.frozen, len(self.spec.layers)):
             x = self.layer_forward(index, x)
         return x

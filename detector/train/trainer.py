@@ -38,10 +38,10 @@ from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
 from .evaluate import detect_all, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .objective import detection_loss
+from .objective import BatchStatistics, detection_loss
 from .optimizers import Adam, DarknetSGD
 from .report import DoneRecord, EvaluationRecord, StepRecord, Throughput
-from .trainable_net import TrainableNet, darknet_random_model
+from .trainable_net import FROZEN_ENGINES, TrainableNet, darknet_random_model
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class TrainOptions:
     augment: str = "default"
     mixup: float = 0.0
     freeze: int = 0
+    frozen_engine: str = "onnxruntime"  # runs the frozen layers on the CPU (trainable_net.FROZEN_ENGINES); GPU: chainer
     device: str = "cpu"
     seed: int = 0
     val: str | None = None          # held-out dataset, evaluated at the end (and every eval_every)
@@ -111,6 +112,9 @@ def _check_options(options: TrainOptions, spec: NetworkSpec) -> None:
     trainable = [i for i in range(options.freeze, len(spec.layers)) if spec.parameter_shapes(i)]
     if not trainable:
         raise UserError(f"--freeze {options.freeze} leaves no layer with parameters to train", EX_CONFIG)
+    if options.frozen_engine not in FROZEN_ENGINES:
+        raise UserError(f"the frozen layers' engine must be one of {', '.join(FROZEN_ENGINES)}, "
+                        f"found '{options.frozen_engine}'", EX_CONFIG)
     for name in ("lr", "momentum", "decay", "mixup"):
         value = getattr(options, name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -267,17 +271,18 @@ def make_optimizer(parameters, training: TrainingParams, options: TrainOptions, 
     return Adam(parameters, decay), lambda iteration: adam_learning_rate(iteration, iterations, options.lr)
 
 
-def update(net: TrainableNet, optimizer, batch: tuple, detection, rate: float) -> float:
+def update(net: TrainableNet, optimizer, batch: tuple, detection, rate: float) -> tuple:
     """One iteration on `batch` (blob, labels): forward, the batch-mean detection cost, and, when
-    that is finite, backward and one optimizer step at `rate`. Returns the cost."""
+    that is finite, backward and one optimizer step at `rate`. Returns (the cost, the detection
+    layer's BatchStatistics of the batch)."""
     blob, labels = batch
-    loss, _ = detection_loss(net(net.xp.asarray(blob)), labels, detection)
+    loss, targets = detection_loss(net(net.xp.asarray(blob)), labels, detection)
     value = float(loss.array)
     if math.isfinite(value):
         net.cleargrads()
         loss.backward()
         optimizer.update(rate)
-    return value
+    return value, targets.statistics
 
 
 class Checkpoints:
@@ -299,7 +304,7 @@ class Checkpoints:
 def run_iterations(net: TrainableNet, optimizer, learning_rate, batches: _Batches, run: Setup, stop: _StopSignals,
                    after_iteration) -> list:
     """The loop: `run.iterations` updates, or fewer when a stop signal arrives; after each,
-    `after_iteration(iteration, loss, rate)` (1-based: reporting, checkpoints, evaluation).
+    `after_iteration(iteration, loss, rate, statistics)` (1-based: reporting, checkpoints, evaluation).
     Returns the losses of the completed iterations."""
     losses = []
     with chainer.using_config("train", True):
@@ -307,12 +312,12 @@ def run_iterations(net: TrainableNet, optimizer, learning_rate, batches: _Batche
             if stop.received:
                 break
             rate = learning_rate(iteration)
-            loss = update(net, optimizer, batches.next(), run.model.spec.detection, rate)
+            loss, statistics = update(net, optimizer, batches.next(), run.model.spec.detection, rate)
             if not math.isfinite(loss):
                 raise UserError(f"the loss became {loss} at iteration {iteration + 1}: training diverged. "
                                 f"{run.out} keeps the last good checkpoint; try a lower --lr.")
             losses.append(loss)
-            after_iteration(iteration + 1, loss, rate)
+            after_iteration(iteration + 1, loss, rate, statistics)
     return losses
 
 
@@ -325,13 +330,14 @@ def train(options: TrainOptions, report=None) -> TrainResult:
     seen = run.seen
     # gpu:N: every CuPy call of the run (parameters, batches, optimizer state) on device N
     with device_context(run.device):
-        net = TrainableNet(model, options.freeze)
+        net = TrainableNet(model, options.freeze, options.frozen_engine if run.device == "cpu" else "chainer")
         if run.device != "cpu":
             net.to_device(f"@cupy:{run.device.split(':')[1]}")  # moved once; per step only the batch goes
         optimizer, learning_rate = make_optimizer(net.trainable_parameters(), spec.training, options, run.iterations)
-        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen",
+        log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen%s",
                  spec.name, model.source, run.dataset.source, len(run.dataset), run.iterations, options.batch,
-                 options.optimizer, run.device, options.freeze)
+                 options.optimizer, run.device, options.freeze,
+                 f" (run by {net.frozen_engine})" if options.freeze else "")
         batches = _Batches(run.dataset, spec, options, np.random.default_rng(options.seed))
         checkpoints = Checkpoints(net, model.source, run.out, options.checkpoint_every_s)
         throughput = Throughput()
@@ -343,10 +349,10 @@ def train(options: TrainOptions, report=None) -> TrainResult:
             detections[:] = found
             report(EvaluationRecord(iteration, evaluation, run.val.source))
 
-        def after_iteration(iteration: int, loss: float, rate: float) -> None:
+        def after_iteration(iteration: int, loss: float, rate: float, statistics: BatchStatistics) -> None:
             nonlocal seen
             seen += options.batch
-            report(StepRecord(iteration, run.iterations, loss, rate, *throughput.add(options.batch)))
+            report(StepRecord(iteration, run.iterations, loss, rate, *throughput.add(options.batch), statistics))
             checkpoints.save_if_due(seen)
             if run.val is not None and options.eval_every and iteration % options.eval_every == 0 \
                     and iteration < run.iterations:
