@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from robot_client import protocol
 from robot_client.client import build_follower, parse_args
 
-from .errors import EX_CONFIG, UserError
+from ..errors import EX_CONFIG, UserError
 
 EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
 NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
@@ -29,13 +29,13 @@ class Scene:
     rate_hz: float = 30.0           # person messages per second
     noise: float = 0.01             # std of each box edge, fraction of the frame (detector jitter)
     seed: int = 1
-    camera_height_m: float = 0.2
-    hfov_deg: float = 60.0
-    vfov_deg: float = 45.0
+    camera_height_m: float = 0.2    # lens above the floor
+    hfov_deg: float = 60.0          # field of view, across
+    vfov_deg: float = 45.0          # and up and down
     person_height_m: float = 1.7
     person_width_m: float = 0.45
     path: str = "arcs"              # "arcs": straight, left arc, right arc, straight, stand; "stand"
-    walk_speed_m_s: float = 0.2
+    walk_speed_m_s: float = 0.2     # while walking the path
     arc_radius_m: float = 1.5
     arc_deg: float = 90.0
     straight_s: float = 2.0
@@ -255,13 +255,3 @@ def simulate(scene: Scene, follower=None) -> Run:
         robot.step(command, scene.step_s)
         person.step(t, scene.step_s)
     return run
-
-
-def run_scene(scene: Scene, png_path=None) -> dict:
-    """Simulate, draw the picture when asked, return the figures."""
-    run = simulate(scene)
-    figures = run.figures()
-    if png_path:
-        from .followplot import draw
-        draw(run, png_path, figures)
-    return figures
