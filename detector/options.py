@@ -9,7 +9,6 @@ compares them).
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
