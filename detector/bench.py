@@ -176,7 +176,7 @@ class BenchRun:
             from .model.builder import load
             return load(self.spec)
         from .model.network import planted_model
-        from .model.weights import shipped_specs
+        from .model.cfg import shipped_specs
         # Speed does not depend on parameter values; planted persons give decode realistic work.
         return planted_model(shipped_specs()[self.generated], [(0.3, 0.5, 0.2, 0.6), (0.7, 0.45, 0.15, 0.5)])
 

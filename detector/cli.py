@@ -127,9 +127,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .train.report import ConsoleReport
     from .train.trainer import TrainOptions, train
     options = {key: getattr(args, key) for key in TrainOptions.__dataclass_fields__ if hasattr(args, key)}
-    result = train(TrainOptions(**options))
+    console = ConsoleReport(args.json, sys.stderr.isatty())
+
+    def show(record) -> None:
+        for where, text in console.lines(record):
+            if where == "log":
+                log.info("%s", text)
+            else:
+                stream = sys.stdout if where == "stdout" else sys.stderr
+                stream.write(text)
+                stream.flush()
+
+    result = train(TrainOptions(**options), show)
     return {"": 0, "SIGINT": 130, "SIGTERM": 143}[result.interrupted]
 
 
@@ -166,7 +178,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_weights_verify(args) -> int:
-    from .model.weights import verify
+    from .model.weights_store import verify
     report = verify(args.path, args.cfg)
     if args.json:
         print(json.dumps(report))
@@ -177,7 +189,7 @@ def cmd_weights_verify(args) -> int:
 
 
 def cmd_weights_fetch(args) -> int:
-    from .model.weights import PRETRAINED, fetch
+    from .model.weights_store import PRETRAINED, fetch
     models = [p.cfg for p in PRETRAINED] if args.model == "all" else [args.model]
     for item in fetch(args.dest, models, args.mirror):
         note = "" if item["sha256_pinned"] else " (size checked; no sha256 is pinned for this file yet)"
@@ -227,9 +239,13 @@ def cmd_view(args) -> int:
 
 
 def cmd_simulate_follow(args) -> int:
-    from .followsim import Scene, run_scene
+    from .sim.follow import Scene, simulate
     fields = {name: getattr(args, name) for name in Scene.__dataclass_fields__ if getattr(args, name, None) is not None}
-    figures = run_scene(Scene(**fields), args.png)
+    run = simulate(Scene(**fields))
+    figures = run.figures()
+    if args.png:
+        from .sim.plot import draw
+        draw(run, args.png, figures)
     if args.json:
         print(json.dumps(figures))
     else:
@@ -241,7 +257,7 @@ def cmd_simulate_follow(args) -> int:
 
 
 def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
-    """Every option is a field of followsim.Scene (defaults there)."""
+    """Every option is a field of sim.follow.Scene (defaults there)."""
     add_options(sim.add_argument_group("the world"), "simulate-follow",
                 only=("delay_s", "rate_hz", "noise", "seed", "camera_height_m", "hfov_deg", "vfov_deg",
                       "person_height_m", "person_width_m", "path", "miss", "crosser_speed_m_s", "crosser_at_s",
@@ -280,12 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=LOG_LEVELS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
+    def command(subcommands, name: str, handler, help: str, options: str | None = None) -> argparse.ArgumentParser:
+        """A subcommand with the common options, the table's options of `options` (default: its name)
+        and its handler; the caller adds what is not in the table."""
+        sub = subcommands.add_parser(name, parents=[common], help=help)
+        add_options(sub, options or name)
+        sub.set_defaults(handler=handler)
+        return sub
+
     run = commands.add_parser("run", parents=[common], help="the daemon: camera -> detector -> ZeroMQ + debug stream")
     add_run_arguments(run)
 
-    view = commands.add_parser("view", parents=[common], help="print the daemon's messages, one a line")
-    add_options(view, "view")
-    view.set_defaults(handler=cmd_view)
+    command(commands, "view", cmd_view, "print the daemon's messages, one a line")
 
     track = commands.add_parser("track", parents=[common],
                                 help="replay recorded `detections` lines through the tracker: one `person` line each")
@@ -298,42 +320,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print to stderr how often the target changed and the share of frames with a target")
     track.set_defaults(handler=cmd_track)
 
-    detect = commands.add_parser("detect", parents=[common], help="detect objects in still images")
+    detect = command(commands, "detect", cmd_detect, "detect objects in still images")
     detect.add_argument("images", nargs="+", metavar="IMAGE")
-    add_options(detect, "detect")
     detect.add_argument("--json", action="store_true", help="one JSON object per image")
     detect.add_argument("--save-raw", metavar="FILE.npy", help="save the raw network outputs (float32)")
-    detect.set_defaults(handler=cmd_detect)
 
-    evaluate = commands.add_parser("evaluate", parents=[common],
-                                   help="VOC average precision per class and mAP of a model on a labelled dataset")
+    evaluate = command(commands, "evaluate", cmd_evaluate,
+                       "VOC average precision per class and mAP of a model on a labelled dataset")
     evaluate.add_argument("dataset", metavar="DATASET",
                           help="dataset folder (images/, labels/, classes.txt), image list file, or VOC root[:split]")
-    add_options(evaluate, "evaluate")
     evaluate.add_argument("--json", action="store_true",
                           help='one JSON object: {"map", "ap", "images", "iou", "engine", "precision"}')
-    evaluate.set_defaults(handler=cmd_evaluate)
 
     train = commands.add_parser("train", parents=[common], help="train or fine-tune the detector (Darknet's YOLO v1 objective)")
     add_train_arguments(train)
 
-    bench = commands.add_parser("bench", parents=[common], help="measure per-stage latency of the engines")
-    add_options(bench, "bench")
+    bench = command(commands, "bench", cmd_bench, "measure per-stage latency of the engines")
     bench.add_argument("--json", action="store_true", help="one JSON object per engine")
     bench.add_argument("--pipeline", action="store_true",
                        help="time the whole daemon (capture -> publish over ZeroMQ) instead of the model stages")
-    bench.set_defaults(handler=cmd_bench)
 
-    collect = commands.add_parser("collect", parents=[common],
-                                  help="save camera frames as a dataset, labels pre-filled by the current model")
-    add_options(collect, "collect")
-    collect.set_defaults(handler=cmd_collect)
+    command(commands, "collect", cmd_collect, "save camera frames as a dataset, labels pre-filled by the current model")
 
-    label = commands.add_parser("label", parents=[common], help="review and correct a dataset's labels in the browser")
+    label = command(commands, "label", cmd_label, "review and correct a dataset's labels in the browser")
     label.add_argument("dataset", metavar="DATASET", help="dataset folder (images/, labels/, classes.txt), e.g. from collect")
-    add_options(label, "label")
     label.add_argument("--config", metavar="FILE", help="TOML file whose http_token is used (as for run)")
-    label.set_defaults(handler=cmd_label)
 
     sim = commands.add_parser("simulate-follow", parents=[common],
                               help="the robot client's controller following a simulated walking person")
@@ -342,14 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("weights", parents=[common], help="check or download model weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION",
                                           parser_class=Parser)
-    verify = weights_commands.add_parser("verify", parents=[common], help="say what a weights file is and whether it loads")
+    verify = command(weights_commands, "verify", cmd_weights_verify, "say what a weights file is and whether it loads",
+                     "weights-verify")
     verify.add_argument("path")
-    add_options(verify, "weights-verify")
     verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=cmd_weights_verify)
-    fetch = weights_commands.add_parser("fetch", parents=[common], help="download the public pretrained weights")
-    add_options(fetch, "weights-fetch")
-    fetch.set_defaults(handler=cmd_weights_fetch)
+    command(weights_commands, "fetch", cmd_weights_fetch, "download the public pretrained weights", "weights-fetch")
     return parser
 
 

@@ -9,13 +9,13 @@ compares them).
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model.cfg import CFG_DIR
 from .model.engines import ENGINES, GPU_DEVICE, PRECISIONS
-from .model.weights import CFG_DIR, PRETRAINED
+from .model.weights_store import PRETRAINED
 from .train.augment import POLICIES as AUGMENT_POLICIES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -44,9 +44,7 @@ def is_loopback_host(host: str) -> bool:
 
 def _device(value: str):
     """cpu, gpu, gpu:N or auto"""
-    if value in ("cpu", "auto") or GPU_DEVICE.fullmatch(value):
-        return None
-    return "cpu, gpu, gpu:N or auto"
+    return None if value in ("cpu", "auto") or GPU_DEVICE.fullmatch(value) else "cpu, gpu, gpu:N or auto"
 
 
 def _endpoint(value: str):

@@ -18,14 +18,14 @@ import numpy as np
 from detector.model import chainer_compat  # noqa: F401  (before chainer)
 import chainer
 
+from detector.model.cfg import load_spec
 from detector.model.network import Model
 from detector.model.preprocess import to_blob
-from detector.model.weights import load_spec
 from detector.train.dataset import load_dataset
 from detector.train.evaluate import evaluate_engine
 from detector.train.labels import LabelBoxes
-from detector.train.network import TrainableNet, darknet_random_model
 from detector.train.objective import detection_loss
+from detector.train.trainable_net import TrainableNet, darknet_random_model
 
 
 class NetAsEngine:

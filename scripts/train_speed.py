@@ -18,7 +18,8 @@ from pathlib import Path
 
 from detector.model.decode import VOC_CLASSES
 from detector.model.network import random_model
-from detector.model.weights import load_spec, save_darknet
+from detector.model.cfg import load_spec
+from detector.model.weight_formats import save_darknet
 from detector.train import shapes
 from detector.train.trainer import TrainOptions, train
 

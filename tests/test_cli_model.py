@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from darknet_files import make_params, write_seed_npz, write_weights
-from detector.model.weights import CFG_DIR
+from detector.model.cfg import CFG_DIR
 
 
 def assert_clean_error(result, *phrases, code=None):

@@ -45,13 +45,13 @@ def notify_socket(tmp_path):
 def test_grace_is_measured_on_the_monotonic_clock_and_held_is_published(tmp_path):
     """A person seen, then not: held within the grace, dropped after it, even when the wall clock
     steps back ten minutes in between (with wall-clock grace that kept found: true for 10 minutes)."""
-    from detector.daemon.capture import Frame
+    from detector.capture import Frame
     from detector.daemon.config import Config, validate
     from detector.daemon.service import Service
     from detector.model.engines import create_engine
     from detector.model.network import planted_model
     from detector.model.predictor import Predictor
-    from detector.model.weights import shipped_specs
+    from detector.model.cfg import shipped_specs
 
     endpoint = "inproc://grace-test"
     service = Service(validate(Config(demo=True, http=None, pub=endpoint, track_grace_s=0.5), in_process=True))
@@ -318,7 +318,7 @@ def test_gpu_n_runs_inside_device_n():
     import chainer
     from detector.model.engines import create_engine
     from detector.model.network import planted_model
-    from detector.model.weights import shipped_specs
+    from detector.model.cfg import shipped_specs
     gpu = count - 1
     model = planted_model(shipped_specs()["yolov1-tiny"], [(0.5, 0.5, 0.2, 0.4)])
     engine = create_engine(model, "chainer", f"gpu:{gpu}")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from detector.followplot import CROSSER_BGR, PERSON_BGR, ROBOT_BGR
-from detector.followsim import Scene, run_scene, simulate
+from detector.sim.follow import Scene, simulate
+from detector.sim.plot import CROSSER_BGR, PERSON_BGR, ROBOT_BGR
 
 
 @pytest.mark.parametrize("delay_s", [0.1, 0.3])
@@ -45,7 +45,7 @@ def test_picture_and_command_line(tmp_path):
     result = run_cli("simulate-follow", "--delay", "0.3", "--json", "--png", png)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures == run_scene(Scene(delay_s=0.3))  # deterministic: the same seed, the same run
+    assert figures == simulate(Scene(delay_s=0.3)).figures()  # deterministic: the same seed, the same run
     picture = cv2.imread(str(png))
     assert picture.shape == (520, 960, 3)
     for colour in (PERSON_BGR, ROBOT_BGR):  # both paths are drawn
@@ -115,7 +115,7 @@ def test_cross_on_the_command_line(tmp_path):
     result = run_cli("simulate-follow", "--path", "cross", "--miss", "0.1", "--json", "--png", png)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures == run_scene(Scene(path="cross", miss=0.1))
+    assert figures == simulate(Scene(path="cross", miss=0.1)).figures()
     assert figures["following_crosser"] == 0.0 and figures["min_distance_to_crosser_m"] >= 0.4
     picture = cv2.imread(str(png))
     for colour in (PERSON_BGR, ROBOT_BGR, CROSSER_BGR):  # all three paths are drawn

@@ -257,10 +257,10 @@ def test_encoder_survives_a_frame_it_cannot_draw(caplog):
 
     viewer = threading.Thread(target=view)
     try:
-        with caplog.at_level(logging.DEBUG, logger="detector.daemon.stream"):
+        with caplog.at_level(logging.DEBUG, logger="detector.daemon.frame_encoder"):
             viewer.start()
             deadline = time.monotonic() + 5
-            while not stream.viewers and time.monotonic() < deadline:
+            while not stream.frames.viewers and time.monotonic() < deadline:
                 time.sleep(0.05)
             for seq in range(3):
                 stream.offer(seq, 0.0, frame, [bad], NOBODY)
@@ -270,7 +270,7 @@ def test_encoder_survives_a_frame_it_cannot_draw(caplog):
     finally:
         stream.stop()
     assert len(parts) == 1 and parts[0][:2] == b"\xff\xd8"  # a JPEG of the good frame
-    assert stream.encode_errors == 3 and stream.frames_encoded == 1
+    assert stream.frames.encode_errors == 3 and stream.frames.frames_encoded == 1
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "frame 0 cannot be drawn" in errors[0].getMessage()
     assert all(r.exc_info is None for r in errors)  # one line, no traceback

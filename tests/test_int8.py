@@ -13,7 +13,7 @@ from darknet_files import make_params, write_weights
 from detector.errors import UserError
 from detector.model.engines import create_engine
 from detector.model.predictor import Predictor
-from detector.model.weights import load_model
+from detector.model.weights_store import load_model
 
 # A small Tiny-YOLO v1 (batch-normalised and plain convolutions, a connected layer, the detection
 # layer's 1470 outputs) so that quantization takes a second, not a minute.

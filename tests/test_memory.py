@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from detector.model.engines import create_engine
-from detector.model.weights import load_model
+from detector.model.weights_store import load_model
 
 LIMIT_MB = {"yolo-tiny": 420, "yolov1-tiny": 360}
 LOW_MEMORY_LIMIT_MB = {"yolo-tiny": 400, "yolov1-tiny": 300}  # import baseline plus 1.5x the file

@@ -6,7 +6,7 @@ import pytest
 from darknet_files import ARCHITECTURES, make_params, numpy_forward, write_seed_npz, write_weights
 from detector.model.engines import create_engine
 from detector.model.preprocess import to_blob
-from detector.model.weights import load_model
+from detector.model.weights_store import load_model
 
 CPU_ENGINES = ("chainer", "onnxruntime", "opencv")
 

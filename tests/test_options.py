@@ -1,11 +1,9 @@
 """The one option table (detector/options.py): both ends of every range on the command line and in
 the config file, the issue 17 refusals, the documented table, and the one predictor builder."""
 import math
-import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

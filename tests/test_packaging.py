@@ -58,6 +58,7 @@ def test_wheel_holds_the_cfgs_and_no_tests(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert SHIPPED_CFGS <= names
     assert "robot_client/client.py" in names and "detector/daemon/service.py" in names
+    assert {"detector/capture.py", "detector/sim/follow.py", "detector/sim/plot.py"} <= names  # subpackages ship
     assert not any(name.startswith(("tests/", "weights/")) for name in names)
 
 

@@ -7,7 +7,7 @@ from darknet_files import make_params, numpy_forward, write_weights
 from detector.model.engines import create_engine
 from detector.model.predictor import Predictor
 from detector.model.preprocess import to_blob
-from detector.model.weights import load_model
+from detector.model.weights_store import load_model
 
 
 def darknet_resize_loops(image, w, h):

@@ -474,16 +474,21 @@ def test_tunnel_restart_delay_returns_to_the_minimum_after_health(tmp_path, sshd
         sock.close()
 
 
-def test_tunnel_key_line_in_the_readme_allows_only_its_port(tmp_path):
-    """The README's authorized_keys options on a real sshd: the unit's -R forward is allowed; another
-    -R port, a -L forward elsewhere and any command are not."""
-    readme = (ROOT / "README.md").read_text()
-    options = re.search(r"The key line is\s+`(restrict,\S+) KEY`", readme).group(1)
+def test_tunnel_key_line_of_the_example_allows_only_its_port(tmp_path):
+    """systemd/ev3-authorized_keys.example, installed as docs/robot.md says (KEY replaced by the key),
+    on a real sshd: the unit's -R forward is allowed; another -R port, a -L forward elsewhere and any
+    command are not. The README shows the same line."""
+    example = (ROOT / "systemd" / "ev3-authorized_keys.example").read_text()
+    [line] = [line for line in example.splitlines() if line.strip() and not line.startswith("#")]
+    options, placeholder = line.split(" ")
+    assert options.startswith("restrict,") and placeholder == "KEY"
+    assert line in (ROOT / "README.md").read_text()
     server = Sshd(tmp_path / "ssh")
     try:
         allowed, other = free_port(), free_port()
         key = (tmp_path / "ssh" / "client_key.pub").read_text().strip()
-        (tmp_path / "ssh" / "authorized_keys").write_text(options.replace("5556", str(allowed)) + " " + key + "\n")
+        installed = re.sub(r"KEY$", key, example, flags=re.MULTILINE).replace("5556", str(allowed))
+        (tmp_path / "ssh" / "authorized_keys").write_text(installed)
         ssh = [require_program("ssh"), "-p", str(server.port), "-i", str(tmp_path / "ssh" / "client_key"),
                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes"]

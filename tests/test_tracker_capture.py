@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from daemon_helpers import write_clip
-from detector.daemon.capture import (CameraFormat, CaptureFailed, LatestFrameCapture, camera_device, request_format,
+from detector.capture import (CameraFormat, CaptureFailed, LatestFrameCapture, camera_device, request_format,
                                      source_kind)
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import run_cli
 from darknet_files import _conv3x3, make_params, write_weights
-from detector.model.cfg import parse_cfg
+from detector.model.cfg import CFG_DIR, parse_cfg
 from detector.model.decode import VOC_CLASSES
-from detector.model.weights import CFG_DIR, load_model
+from detector.model.weights_store import load_model
 from detector.train import shapes
 from detector.train.trainer import TrainOptions, train
 from test_train_objective import darknet_delta
@@ -165,8 +165,9 @@ def test_frozen_layers_on_onnxruntime_compute_what_chainer_computes(tmp_path):
     same data follows the same loss curve and ends in the same weights."""
     from detector.model.network import random_model
     from detector.model.preprocess import to_blob
-    from detector.model.weights import load_spec, save_darknet
-    from detector.train.network import TrainableNet
+    from detector.model.cfg import load_spec
+    from detector.model.weight_formats import save_darknet
+    from detector.train.trainable_net import TrainableNet
     model = random_model(load_spec("yolov1-tiny"), seed=3)
     images = np.random.default_rng(4).integers(0, 256, (2, 300, 400, 3), dtype=np.uint8)
     blob = np.concatenate([to_blob(image, 448, 448) for image in images])
@@ -294,18 +295,19 @@ def test_gpu_training_matches_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("lr, base", [(None, 1e-3), (0.01, 0.01)])
-def test_adam_runs_its_last_tenth_at_a_tenth_of_the_rate(tmp_path, capsys, lr, base):
+def test_adam_runs_its_last_tenth_at_a_tenth_of_the_rate(tmp_path, lr, base):
     cfg = tmp_path / "small.cfg"
     cfg.write_text(small_cfg(size=28, filters=(4, 8)))
     data = write_shapes(tmp_path / "data", 4, 28)
+    records = []
     train(TrainOptions(str(data), cfg=str(cfg), out=str(tmp_path / "out.weights"), iterations=20, batch=2,
-                       lr=lr, json=True, log_every=1, augment="none"))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                       lr=lr, augment="none"), records.append)
+    lines = [record.to_dict() for record in records]
     rates = [line["lr"] for line in lines if "lr" in line]
     assert rates == pytest.approx([base] * 18 + [base / 10] * 2)
 
 
-def test_progress_carries_darknets_batch_statistics(tmp_path, capsys):
+def test_progress_carries_darknets_batch_statistics(tmp_path):
     """Each --json progress line carries the detection layer's per-batch statistics beside the loss;
     with the whole dataset in one unaugmented batch, `count` is its number of object cells."""
     from detector.train.dataset import load_dataset
@@ -313,9 +315,10 @@ def test_progress_carries_darknets_batch_statistics(tmp_path, capsys):
     cfg = tmp_path / "small.cfg"
     cfg.write_text(small_cfg(size=28, filters=(4, 8)))
     data = write_shapes(tmp_path / "data", 4, 28)
+    records = []
     train(TrainOptions(str(data), cfg=str(cfg), out=str(tmp_path / "out.weights"), iterations=3, batch=4,
-                       json=True, log_every=1, augment="none"))
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                       augment="none"), records.append)
+    lines = [record.to_dict() for record in records]
     progress = [line for line in lines if "loss" in line]
     assert len(progress) == 3
     object_cells = int(truth_grid(list(load_dataset(data).labels), parse_cfg(cfg.read_text()).detection).is_object.sum())

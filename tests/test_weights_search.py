@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from detector.errors import EX_CONFIG, UserError
-from detector.model import weights
+from detector.model import weights_store as weights
 
 
 @pytest.fixture

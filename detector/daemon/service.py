@@ -18,7 +18,7 @@ import numpy as np
 from robot_client import protocol
 from robot_client.sdnotify import Notifier
 
-from .capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
+from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
 from .config import Config
 from ..model.builder import PredictorSpec, build_predictor, load
 from ..errors import EX_CONFIG, EX_FAILURE, UserError
@@ -26,7 +26,7 @@ from ..model.network import planted_model
 from .publish import Publisher, detections_message, person_message
 from .stream import DebugStream
 from .tracker import LOST, PersonTracker
-from ..model.weights import shipped_specs
+from ..model.cfg import shipped_specs
 
 log = logging.getLogger(__name__)
 

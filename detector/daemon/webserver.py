@@ -28,6 +28,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from ..errors import EX_CONFIG, UserError
+
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 5.0   # a request line and headers must be complete within this
@@ -101,6 +103,22 @@ class GuardedHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self._reaper = threading.Thread(target=self._reap_loop, name="http-reaper", daemon=True)
         self._reaper.start()
+
+    @classmethod
+    def bind(cls, host: str, port: int, handler, policy: AccessPolicy, serving: str, advice: str) -> "GuardedHTTPServer":
+        """The server on host:port, or an EX_CONFIG UserError: cannot serve `serving` there, and `advice`."""
+        try:
+            return cls((host, port), handler, policy)
+        except OSError as error:
+            raise UserError(f"cannot serve {serving} on {host}:{port}: {error.strerror}. {advice}", EX_CONFIG) from None
+
+    def start(self) -> None:
+        """Serve on a thread of its own until `stop`."""
+        threading.Thread(target=self.serve_forever, name="http", daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
 
     @property
     def connections(self) -> int:
@@ -235,15 +253,22 @@ class GuardedHandler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         log.debug("http %s: %s", self.client_address[0], _TOKEN_IN_TEXT.sub(r"\1***", fmt % args))
 
-    def send_text(self, status: int, text: str, headers=()) -> None:
-        body = text.encode()
+    def send_body(self, status: int, content_type: str, body: bytes, headers=()) -> None:
+        """A whole answer, kept by no cache, its type not guessed by the browser, and no address of
+        the page sent on from it (a ?token= stays on the page)."""
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("X-Content-Type-Options", "nosniff")
         for key, value in headers:
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def send_text(self, status: int, text: str, headers=()) -> None:
+        self.send_body(status, "text/plain; charset=utf-8", text.encode(), headers)
 
     def _access_ok(self, path: str, query: str) -> bool:
         """Host name and token; on refusal the answer is sent and False returned."""

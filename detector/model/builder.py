@@ -11,7 +11,7 @@ from .decode import VOC_CLASSES
 from .engines import create_engine
 from .network import Model
 from .predictor import Predictor
-from .weights import load_model
+from .weights_store import load_model
 
 
 @dataclass(frozen=True)

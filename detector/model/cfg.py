@@ -1,4 +1,4 @@
-"""Darknet v1 cfg files parsed into a typed network description.
+"""Darknet v1 cfg files parsed into a typed network description, and the cfgs shipped with the package.
 
 Only the layers the Tiny-YOLO v1 family uses are accepted; anything else is a clear error rather
 than a silently different network. Shapes are tracked through the layers so that parameter counts
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from ..errors import UserError
+from ..errors import EX_CONFIG, UserError
 
 ACTIVATIONS = ("leaky", "linear", "relu")
+CFG_DIR = Path(__file__).resolve().parent / "cfgs"  # package data: the shipped cfgs
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Dropout:
 
 
 @dataclass(frozen=True)
-class Detection:
+class DetectionLayer:
     """The v1 detection layer. Defaults are Darknet's (parse_detection) where the cfg says nothing."""
     classes: int
     side: int
@@ -108,7 +109,7 @@ class TrainingParams:
         return rate
 
 
-Layer = Union[Crop, Convolutional, MaxPool, Connected, Dropout, Detection]
+Layer = Union[Crop, Convolutional, MaxPool, Connected, Dropout, DetectionLayer]
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class NetworkSpec:
     training: TrainingParams = TrainingParams()
 
     @property
-    def detection(self) -> Detection:
+    def detection(self) -> DetectionLayer:
         return self.layers[-1]
 
     @property
@@ -246,7 +247,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
     for kind, options, number in sections[1:]:
         where = f"{source}:{number} [{kind}]"
         opt = _Options(options, where)
-        if layers and isinstance(layers[-1], Detection):
+        if layers and isinstance(layers[-1], DetectionLayer):
             raise UserError(f"{where}: the [detection] layer must be the last layer")
         if kind == "crop":
             if layers:
@@ -279,7 +280,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
         elif kind == "dropout":
             layers.append(Dropout(opt.float("probability", 0.5)))
         elif kind == "detection":
-            layer = Detection(opt.int("classes", 1), opt.int("side", 7), opt.int("num", 1),
+            layer = DetectionLayer(opt.int("classes", 1), opt.int("side", 7), opt.int("num", 1),
                               bool(opt.int("sqrt", 0)), bool(opt.int("rescore", 0)),
                               opt.float("object_scale", 1.0), opt.float("noobject_scale", 1.0),
                               opt.float("class_scale", 1.0), opt.float("coord_scale", 1.0),
@@ -295,7 +296,7 @@ def parse_cfg(text: str, name: str = "network", source: str = "<cfg>") -> Networ
         else:
             raise UserError(f"{where}: layer type [{kind}] is not supported; a Tiny-YOLO v1 cfg uses "
                             "crop, convolutional, maxpool, connected, dropout and detection")
-    if not layers or not isinstance(layers[-1], Detection):
+    if not layers or not isinstance(layers[-1], DetectionLayer):
         raise UserError(f"{source}: the cfg must end with a [detection] layer (YOLO v1)")
     detection = layers[-1]
     return NetworkSpec(name, width, height, channels, tuple(layers),
@@ -311,3 +312,20 @@ def load_cfg(path) -> NetworkSpec:
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text Darknet cfg file") from None
     return parse_cfg(text, name=path.stem, source=str(path))
+
+
+def shipped_specs() -> dict:
+    """The cfgs shipped with the package, by model name."""
+    return {path.stem: load_cfg(path) for path in sorted(CFG_DIR.glob("*.cfg"))}
+
+
+def load_spec(cfg) -> NetworkSpec:
+    """`--cfg`: a cfg file's path, or the name of a shipped model (`yolov1-tiny`, `yolo-tiny`), so
+    that commands work the same from a clone and from an installed package."""
+    path = Path(cfg)
+    if not path.exists() and (CFG_DIR / f"{cfg}.cfg").is_file():
+        path = CFG_DIR / f"{cfg}.cfg"
+    elif not path.exists():
+        raise UserError(f"cfg {cfg} not found: expected a Darknet cfg file or a shipped model name "
+                        f"({', '.join(sorted(shipped_specs()))})", EX_CONFIG)
+    return load_cfg(path)

@@ -120,7 +120,7 @@ def cache_key(model: Model, weights_sha256: str, calibration_digest: str) -> str
 def int8_graph(model: Model, calibration=None, refresh: bool = False) -> bytes:
     """The serialised int8 graph: read from the cache beside the weights file when its key matches
     (unless `refresh`), else built (and cached there when the folder is writable)."""
-    from .weights import sha256_of
+    from .weights_store import sha256_of
     frames, description, calibration_digest = calibration_frames(calibration)
     cache = None
     if model.mapped_file is not None:

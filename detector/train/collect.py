@@ -31,7 +31,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ..daemon.capture import LatestFrameCapture, describe_source, source_kind
+from ..capture import LatestFrameCapture, describe_source, source_kind
 from ..daemon.tracker import PersonTracker
 from ..errors import EX_CONFIG, UserError
 from ..model.classnames import read_names

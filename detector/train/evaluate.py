@@ -14,9 +14,9 @@ The rules, as in the VOC2010+ devkit (VOCevaldet.m):
 IoU is computed on normalised boxes (no +1 pixel convention). Detections come from the daemon's
 own decode (detector.model.predictor) at threshold 0.005 with per-class NMS 0.5.
 
-`evaluate_engine(dataset, engine)` is what the trainer calls on held-out data: `engine` is any
-object with `.model.spec` and `.infer(blob) -> (N, outputs)`, such as an inference Engine or a
-wrapper around a network being trained.
+`evaluate_engine(dataset, engine)` scores an engine on a dataset; `detect_all` (what the trainer
+calls on held-out data) gives the detections. `engine` is any object with `.model.spec` and
+`.infer(blob) -> (N, outputs)`, such as an inference Engine or a wrapper around a network being trained.
 """
 from __future__ import annotations
 
@@ -128,13 +128,20 @@ def evaluate_engine(dataset, engine, iou: float = 0.5, progress=None) -> Evaluat
         raise UserError(f"the dataset {dataset.source} has {len(dataset.class_names)} classes "
                         f"({', '.join(dataset.class_names)}) but the model predicts {spec.detection.classes}: "
                         "pass --names with the model's class names")
-    predictor = Predictor(engine, EVAL_THRESHOLD, EVAL_NMS_IOU)
+    return evaluate_detections(list(dataset.labels), detect_all(dataset, engine, progress=progress),
+                               dataset.class_names, iou)
+
+
+def detect_all(dataset, engine, names: tuple | None = None, progress=None) -> list:
+    """The detections of every image of `dataset`, a list per image, with the daemon's decode at the
+    evaluation threshold (`names`: as the Predictor's)."""
+    predictor = Predictor(engine, EVAL_THRESHOLD, EVAL_NMS_IOU, names)
     detections = []
     for index in range(len(dataset)):
         detections.append(predictor.predict(dataset[index].image_bgr).detections)
         if progress:
             progress(index + 1, len(dataset))
-    return evaluate_detections(list(dataset.labels), detections, dataset.class_names, iou)
+    return detections
 
 
 def run_evaluate(dataset_spec, spec, iou: float, as_json: bool) -> Evaluation:

@@ -23,7 +23,6 @@ from urllib.parse import parse_qs
 
 from ..daemon.config import Config, validate
 from ..daemon.webserver import AccessPolicy, GuardedHandler, GuardedHTTPServer
-from ..errors import EX_CONFIG, UserError
 from .labelstore import LabelStore, RequestError
 
 log = logging.getLogger(__name__)
@@ -39,38 +38,23 @@ class LabelServer:
         self.low_confidence = low_confidence
         self.page = PAGE_HTML.read_bytes()
         handler = type("Handler", (_Handler,), {"app": self})
-        try:
-            self.server = GuardedHTTPServer((host, port), handler, AccessPolicy(host, token, open_paths=()))
-        except OSError as error:
-            raise UserError(f"cannot serve the labelling page on {host}:{port}: {error.strerror}. "
-                            "Choose another address with --http HOST:PORT.", EX_CONFIG) from None
+        self.server = GuardedHTTPServer.bind(host, port, handler, AccessPolicy(host, token, open_paths=()),
+                                             "the labelling page", "Choose another address with --http HOST:PORT.")
         self.address = self.server.server_address[:2]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
     def start(self) -> "LabelServer":
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 class _Handler(GuardedHandler):
     app: LabelServer
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")  # a ?token= stays on this page
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
     def _json(self, status: int, value) -> None:
-        self._send(status, "application/json", json.dumps(value, allow_nan=False).encode())
+        self.send_body(status, "application/json", json.dumps(value, allow_nan=False).encode())
 
     def _answer(self, action) -> None:
         try:
@@ -84,7 +68,7 @@ class _Handler(GuardedHandler):
         app, store = self.app, self.app.store
         name = parse_qs(query).get("name", [None])[0]
         if path == "/":
-            self._send(200, "text/html; charset=utf-8", app.page)
+            self.send_body(200, "text/html; charset=utf-8", app.page)
         elif path == "/api/dataset":
             self._answer(lambda: {"root": str(store.root), "classes": list(store.class_names),
                                   "low_confidence": app.low_confidence, "images": store.summary()})
@@ -97,9 +81,9 @@ class _Handler(GuardedHandler):
                 self._json(error.status, {"error": str(error)})
                 return
             content_type = mimetypes.guess_type(image_path.name)[0] or "application/octet-stream"
-            self._send(200, content_type, image_path.read_bytes())
+            self.send_body(200, content_type, image_path.read_bytes())
         else:
-            self._send(404, "text/plain", b"not found: try /, /api/dataset, /api/labels?name=, /image?name=\n")
+            self.send_body(404, "text/plain", b"not found: try /, /api/dataset, /api/labels?name=, /image?name=\n")
 
     def route_post(self, path: str, query: str, body) -> None:
         store = self.app.store

@@ -15,7 +15,7 @@ import chainer
 import chainer.functions as F
 import numpy as np
 
-from ..model.cfg import Detection
+from ..model.cfg import DetectionLayer
 
 MIN_BOX_SIZE = 0.005  # Darknet drops label boxes narrower or lower than this
 
@@ -28,7 +28,7 @@ class TruthGrid(NamedTuple):
     weights: np.ndarray    # (B, cells) float32: the label box's loss weight (mixup), 0 where empty
 
 
-def truth_grid(labels: list, detection: Detection) -> TruthGrid:
+def truth_grid(labels: list, detection: DetectionLayer) -> TruthGrid:
     """`labels`: one LabelBoxes per image. The first box written to a cell wins (Darknet shuffles
     the label lines first, so callers shuffle)."""
     side, batch = detection.side, len(labels)
@@ -50,7 +50,7 @@ def truth_grid(labels: list, detection: Detection) -> TruthGrid:
     return grid
 
 
-def _split(raw: np.ndarray, detection: Detection) -> tuple:
+def _split(raw: np.ndarray, detection: DetectionLayer) -> tuple:
     """(B, outputs) -> class scores (B, cells, classes), confidences (B, cells, num), coords (B, cells, num, 4)."""
     cells, classes, num = detection.side ** 2, detection.classes, detection.num
     batch = raw.shape[0]
@@ -96,7 +96,7 @@ class Targets(NamedTuple):
     statistics: BatchStatistics
 
 
-def build_targets(raw: np.ndarray, grid: TruthGrid, detection: Detection) -> Targets:
+def build_targets(raw: np.ndarray, grid: TruthGrid, detection: DetectionLayer) -> Targets:
     """Darknet's delta rules, vectorised over the batch. `raw`: (B, outputs) host array."""
     side = detection.side
     raw = np.asarray(raw, np.float32)
@@ -157,7 +157,7 @@ def _statistics(object_class_scores: np.ndarray, object_class_truth: np.ndarray,
                            float(responsible_confidence.mean(dtype=np.float64)), any_obj, count)
 
 
-def detection_loss(output: chainer.Variable, labels: list, detection: Detection) -> tuple:
+def detection_loss(output: chainer.Variable, labels: list, detection: DetectionLayer) -> tuple:
     """The batch mean of Darknet's v1 detection cost. Returns (loss Variable, Targets)."""
     xp = chainer.backend.get_array_module(output)
     raw = chainer.backend.CpuDevice().send(output.array)

@@ -4,15 +4,18 @@ One iteration: the next `batch` images of a shuffled pass over the dataset (a ne
 pass), each augmented and turned into the network input exactly as inference does; the
 batch-mean detection cost (objective.py); one optimizer step. The output is a Darknet .weights file, saved atomically
 at checkpoints, at the end, and when SIGINT/SIGTERM stops the run.
+
+A run is composed of small pieces, each usable alone: `setup` (model, datasets, output, device),
+`make_optimizer` (the optimizer and its learning-rate schedule), `_Batches` (the input pipeline),
+`update` (one iteration), `Checkpoints` (timed and final saves), `run_iterations` (the loop) and
+the records of report.py, which `train` hands to its `report` callable: the library never prints.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,19 +27,21 @@ from ..model import chainer_compat  # noqa: F401  (before chainer)
 import chainer
 
 from ..errors import EX_CONFIG, UserError
-from ..model.cfg import NetworkSpec
+from ..model.cfg import NetworkSpec, TrainingParams, load_spec
 from ..model.classnames import class_names_for
 from ..model.engines import device_context, resolve
-from ..model.predictor import Predictor
+from ..model.network import Model
 from ..model.preprocess import to_blob
-from ..model.weights import load_model, load_spec, read_header, save_darknet
+from ..model.weight_formats import is_seed_npz, read_header, save_darknet
+from ..model.weights_store import load_model
 from .augment import AugmentParams, make_augmenter
 from .dataset import load_dataset
-from .evaluate import EVAL_NMS_IOU, EVAL_THRESHOLD, evaluate_detections
+from .evaluate import detect_all, evaluate_detections
 from .labels import LabelBoxes, Sample
-from .network import FROZEN_ENGINES, TrainableNet, darknet_random_model
 from .objective import BatchStatistics, detection_loss
 from .optimizers import Adam, DarknetSGD
+from .report import DoneRecord, EvaluationRecord, StepRecord, Throughput
+from .trainable_net import FROZEN_ENGINES, TrainableNet, darknet_random_model
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +74,9 @@ class TrainOptions:
     augment: str = "default"
     mixup: float = 0.0
     freeze: int = 0
-    frozen_engine: str = "onnxruntime"  # runs the frozen layers on the CPU (network.FROZEN_ENGINES); GPU: chainer
+    frozen_engine: str = "onnxruntime"  # runs the frozen layers on the CPU (trainable_net.FROZEN_ENGINES); GPU: chainer
     device: str = "cpu"
     seed: int = 0
-    json: bool = False
-    log_every: int = 10
     val: str | None = None          # held-out dataset, evaluated at the end (and every eval_every)
     eval_every: int = 0
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
@@ -95,9 +98,7 @@ def _initial_model(options: TrainOptions):
     if options.weights:
         model = load_model(options.weights, options.cfg)
         path = Path(options.weights)
-        with open(path, "rb") as f:
-            is_darknet = f.read(4) != b"PK\x03\x04"
-        return model, (read_header(path).seen if is_darknet else 0)
+        return model, (0 if is_seed_npz(path) else read_header(path).seen)
     spec = load_spec(options.cfg or DEFAULT_CFG)
     return darknet_random_model(spec, options.seed), 0
 
@@ -186,51 +187,6 @@ class _Batches:
         self.thread.join(timeout=5)
 
 
-def _statistics_text(statistics: BatchStatistics, short: bool = False) -> str:
-    """Darknet's per-batch line: Avg IOU, Pos Cat, All Cat, Pos Obj, Any Obj, count. `short`:
-    the same values in a form that keeps the progress bar on one terminal line."""
-    def value(number):
-        return "-" if number is None else f"{number:.2f}" if short else f"{number:.3f}"
-    s = statistics
-    if short:
-        return (f"IoU {value(s.avg_iou)} cat {value(s.pos_cat)}/{value(s.all_cat)} "
-                f"obj {value(s.pos_obj)}/{s.any_obj:.3f} n {s.count}")
-    return (f"Avg IOU {value(s.avg_iou)}, Pos Cat {value(s.pos_cat)}, All Cat {value(s.all_cat)}, "
-            f"Pos Obj {value(s.pos_obj)}, Any Obj {s.any_obj:.4f}, count {s.count}")
-
-
-class _Progress:
-    """A one-line bar on a terminal (stderr); JSON lines on stdout with --json. Each report carries
-    the loss and the detection layer's statistics of the iteration's batch, as Darknet prints them."""
-
-    def __init__(self, total: int, as_json: bool, log_every: int):
-        self.total, self.as_json, self.log_every = total, as_json, log_every
-        self.tty = sys.stderr.isatty() and not as_json
-        self.t_start = time.perf_counter()
-        self.images = 0
-
-    def step(self, iteration: int, loss: float, lr: float, images: int, statistics: BatchStatistics) -> None:
-        self.images += images
-        elapsed = time.perf_counter() - self.t_start
-        rate = self.images / elapsed if elapsed > 0 else 0.0
-        last = iteration == self.total
-        if self.as_json and (iteration % self.log_every == 0 or last):
-            print(json.dumps({"iteration": iteration, "loss": round(loss, 6), "lr": lr,
-                              "images_per_s": round(rate, 2), **statistics.as_dict()}), flush=True)
-        elif self.tty:
-            done = iteration / self.total
-            eta_s = elapsed / done - elapsed if done else 0.0
-            bar = "#" * int(10 * done)
-            sys.stderr.write(f"\r[{bar:<10}] {iteration}/{self.total} loss {loss:.3f} {_statistics_text(statistics, True)} "
-                             f"{rate:.1f} img/s ETA {int(eta_s // 60)}:{int(eta_s % 60):02d}")
-            if last:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif iteration % max(self.log_every, self.total // 20 or 1) == 0 or last:
-            log.info("iteration %d/%d loss %.4f (%s) lr %g %.1f images/s", iteration, self.total, loss,
-                     _statistics_text(statistics), lr, rate)
-
-
 class _NetEngine:
     """The network being trained, seen as an inference engine (test mode, no autograd), so that
     evaluation uses the daemon's own preprocess and decode."""
@@ -246,8 +202,7 @@ class _NetEngine:
 
 def _evaluate(net: TrainableNet, model, dataset) -> tuple:
     """(Evaluation, detections per image) with the daemon's decode at the evaluation threshold."""
-    predictor = Predictor(_NetEngine(net, model), EVAL_THRESHOLD, EVAL_NMS_IOU, dataset.class_names)
-    detections = [predictor.predict(dataset[i].image_bgr).detections for i in range(len(dataset))]
+    detections = detect_all(dataset, _NetEngine(net, model), dataset.class_names)
     return evaluate_detections(list(dataset.labels), detections, dataset.class_names), detections
 
 
@@ -272,7 +227,21 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-def train(options: TrainOptions) -> TrainResult:
+@dataclass(frozen=True)
+class Setup:
+    """What a run starts from, all checked before any training work is done."""
+    model: Model         # the initial parameters
+    seen: int            # images the initial weights have seen (their Darknet header's count)
+    dataset: object      # dataset.Dataset
+    val: object | None   # the held-out dataset.Dataset of --val
+    iterations: int
+    out: Path
+    device: str          # "cpu" or "gpu:N"
+
+
+def setup(options: TrainOptions) -> Setup:
+    """The initial model, the datasets, the output path and the device; a UserError for any option
+    or dataset that does not fit."""
     model, seen = _initial_model(options)
     spec = model.spec
     _check_options(options, spec)
@@ -288,83 +257,117 @@ def train(options: TrainOptions) -> TrainResult:
     out = Path(options.out or f"{spec.name}-trained.weights")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist", EX_CONFIG)
-    device = _device(options.device)
+    return Setup(model, seen, dataset, val, iterations, out, _device(options.device))
 
+
+def make_optimizer(parameters, training: TrainingParams, options: TrainOptions, iterations: int) -> tuple:
+    """(optimizer, learning_rate(iteration)): Darknet's SGD with the cfg's momentum and rate policy,
+    or Adam with adam_learning_rate's schedule; the options override the cfg's values."""
+    decay = training.decay if options.decay is None else options.decay
+    if options.optimizer == "sgd":
+        momentum = training.momentum if options.momentum is None else options.momentum
+        return (DarknetSGD(parameters, momentum, decay),
+                lambda iteration: training.learning_rate_at(iteration, options.lr))
+    return Adam(parameters, decay), lambda iteration: adam_learning_rate(iteration, iterations, options.lr)
+
+
+def update(net: TrainableNet, optimizer, batch: tuple, detection, rate: float) -> tuple:
+    """One iteration on `batch` (blob, labels): forward, the batch-mean detection cost, and, when
+    that is finite, backward and one optimizer step at `rate`. Returns (the cost, the detection
+    layer's BatchStatistics of the batch)."""
+    blob, labels = batch
+    loss, targets = detection_loss(net(net.xp.asarray(blob)), labels, detection)
+    value = float(loss.array)
+    if math.isfinite(value):
+        net.cleargrads()
+        loss.backward()
+        optimizer.update(rate)
+    return value, targets.statistics
+
+
+class Checkpoints:
+    """Saves the network being trained to `out`, atomically: every `every_s` seconds and at the end."""
+
+    def __init__(self, net: TrainableNet, source: str, out: Path, every_s: float):
+        self.net, self.source, self.out, self.every_s = net, source, out, every_s
+        self.t_saved = time.monotonic()
+
+    def save(self, seen: int) -> None:
+        save_darknet(self.net.to_model(f"trained from {self.source}"), self.out, seen)
+        self.t_saved = time.monotonic()
+
+    def save_if_due(self, seen: int) -> None:
+        if time.monotonic() - self.t_saved > self.every_s:
+            self.save(seen)
+
+
+def run_iterations(net: TrainableNet, optimizer, learning_rate, batches: _Batches, run: Setup, stop: _StopSignals,
+                   after_iteration) -> list:
+    """The loop: `run.iterations` updates, or fewer when a stop signal arrives; after each,
+    `after_iteration(iteration, loss, rate, statistics)` (1-based: reporting, checkpoints, evaluation).
+    Returns the losses of the completed iterations."""
+    losses = []
+    with chainer.using_config("train", True):
+        for iteration in range(run.iterations):
+            if stop.received:
+                break
+            rate = learning_rate(iteration)
+            loss, statistics = update(net, optimizer, batches.next(), run.model.spec.detection, rate)
+            if not math.isfinite(loss):
+                raise UserError(f"the loss became {loss} at iteration {iteration + 1}: training diverged. "
+                                f"{run.out} keeps the last good checkpoint; try a lower --lr.")
+            losses.append(loss)
+            after_iteration(iteration + 1, loss, rate, statistics)
+    return losses
+
+
+def train(options: TrainOptions, report=None) -> TrainResult:
+    """A whole run; `report`, if given, is called with each record of report.py (StepRecord after
+    every iteration, EvaluationRecord, and a DoneRecord at the end)."""
+    report = report or (lambda record: None)
+    run = setup(options)
+    spec, model = run.model.spec, run.model
+    seen = run.seen
     # gpu:N: every CuPy call of the run (parameters, batches, optimizer state) on device N
-    with device_context(device):
-        net = TrainableNet(model, options.freeze, options.frozen_engine if device == "cpu" else "chainer")
-        if device != "cpu":
-            net.to_device(f"@cupy:{device.split(':')[1]}")  # moved once; per step only the batch goes
-        parameters = net.trainable_parameters()
-        training = spec.training
-        decay = training.decay if options.decay is None else options.decay
-        if options.optimizer == "sgd":
-            momentum = training.momentum if options.momentum is None else options.momentum
-            optimizer = DarknetSGD(parameters, momentum, decay)
-            learning_rate = lambda i: training.learning_rate_at(i, options.lr)  # noqa: E731
-        else:
-            optimizer = Adam(parameters, decay)
-            learning_rate = lambda i: adam_learning_rate(i, iterations, options.lr)  # noqa: E731
+    with device_context(run.device):
+        net = TrainableNet(model, options.freeze, options.frozen_engine if run.device == "cpu" else "chainer")
+        if run.device != "cpu":
+            net.to_device(f"@cupy:{run.device.split(':')[1]}")  # moved once; per step only the batch goes
+        optimizer, learning_rate = make_optimizer(net.trainable_parameters(), spec.training, options, run.iterations)
         log.info("training %s (%s) on %s: %d images, %d iterations of %d, %s, device %s, first %d layers frozen%s",
-                 spec.name, model.source, dataset.source, len(dataset), iterations, options.batch,
-                 options.optimizer, device, options.freeze,
+                 spec.name, model.source, run.dataset.source, len(run.dataset), run.iterations, options.batch,
+                 options.optimizer, run.device, options.freeze,
                  f" (run by {net.frozen_engine})" if options.freeze else "")
-
-        rng = np.random.default_rng(options.seed)
-        batches = _Batches(dataset, spec, options, rng)
-        progress = _Progress(iterations, options.json, options.log_every)
-        losses, evaluations, detections = [], [], []
-        t_saved = time.monotonic()
+        batches = _Batches(run.dataset, spec, options, np.random.default_rng(options.seed))
+        checkpoints = Checkpoints(net, model.source, run.out, options.checkpoint_every_s)
+        throughput = Throughput()
+        evaluations, detections = [], []
 
         def evaluate(iteration: int) -> None:
-            evaluation, found = _evaluate(net, model, val)
+            evaluation, found = _evaluate(net, model, run.val)
             evaluations.append((iteration, evaluation))
             detections[:] = found
-            if options.json:
-                print(json.dumps({"iteration": iteration, "map": round(evaluation.map, 6),
-                                  "ap": {k: round(v, 6) for k, v in evaluation.ap.items()}}), flush=True)
-            else:
-                log.info("iteration %d: mAP %.4f on %s", iteration, evaluation.map, val.source)
+            report(EvaluationRecord(iteration, evaluation, run.val.source))
 
-        def save() -> None:
-            save_darknet(net.to_model(f"trained from {model.source}"), out, seen)
+        def after_iteration(iteration: int, loss: float, rate: float, statistics: BatchStatistics) -> None:
+            nonlocal seen
+            seen += options.batch
+            report(StepRecord(iteration, run.iterations, loss, rate, *throughput.add(options.batch), statistics))
+            checkpoints.save_if_due(seen)
+            if run.val is not None and options.eval_every and iteration % options.eval_every == 0 \
+                    and iteration < run.iterations:
+                evaluate(iteration)
 
         try:
-            with _StopSignals() as stop, chainer.using_config("train", True):
-                for iteration in range(iterations):
-                    if stop.received:
-                        break
-                    blob, labels = batches.next()
-                    output = net(net.xp.asarray(blob))
-                    loss, targets = detection_loss(output, labels, spec.detection)
-                    value = float(loss.array)
-                    if not math.isfinite(value):
-                        raise UserError(f"the loss became {value} at iteration {iteration + 1}: training diverged. "
-                                        f"{out} keeps the last good checkpoint; try a lower --lr.")
-                    net.cleargrads()
-                    loss.backward()
-                    rate = learning_rate(iteration)
-                    optimizer.update(rate)
-                    seen += options.batch
-                    losses.append(value)
-                    progress.step(iteration + 1, value, rate, options.batch, targets.statistics)
-                    if time.monotonic() - t_saved > options.checkpoint_every_s:
-                        save()
-                        t_saved = time.monotonic()
-                    if val is not None and options.eval_every and (iteration + 1) % options.eval_every == 0 \
-                            and iteration + 1 < iterations:
-                        evaluate(iteration + 1)
-                save()
-            if val is not None and not stop.received:
+            with _StopSignals() as stop:
+                losses = run_iterations(net, optimizer, learning_rate, batches, run, stop, after_iteration)
+                checkpoints.save(seen)
+            if run.val is not None and not stop.received:
                 evaluate(len(losses))
         finally:
             batches.close()
     if stop.received:
-        log.warning("stopped by %s after %d iterations; saved %s (seen %d)", stop.received, len(losses), out, seen)
-    if options.json:
-        extra = {"interrupted": stop.received} if stop.received else {}
-        if evaluations:
-            extra["map"] = round(evaluations[-1][1].map, 6)
-        print(json.dumps({"done": not stop.received, "out": str(out), "seen": seen, "iterations": len(losses),
-                          **extra}), flush=True)
-    return TrainResult(out, seen, len(losses), stop.received, tuple(losses), tuple(evaluations), tuple(detections))
+        log.warning("stopped by %s after %d iterations; saved %s (seen %d)", stop.received, len(losses), run.out, seen)
+    report(DoneRecord(str(run.out), seen, len(losses), stop.received,
+                      evaluations[-1][1].map if evaluations else None))
+    return TrainResult(run.out, seen, len(losses), stop.received, tuple(losses), tuple(evaluations), tuple(detections))

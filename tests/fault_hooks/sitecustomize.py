@@ -6,7 +6,7 @@ FAULT = os.environ.get("ROBOT_DETECTOR_TEST_FAULT", "")
 
 if FAULT.startswith("capture-crash:"):
     # The synthetic camera's driver fails for good after N frames, inside the capture thread.
-    from detector.daemon import capture
+    from detector import capture
 
     _after = int(FAULT.split(":")[1])
     _read = capture.SyntheticSource.read
@@ -23,7 +23,8 @@ elif FAULT.startswith("capture-hang:"):
     # hang limit is shortened so that the test need not wait the production 20 s.
     import time
 
-    from detector.daemon import capture, service
+    from detector import capture
+    from detector.daemon import service
 
     _after = int(FAULT.split(":")[1])
     _read = capture.SyntheticSource.read

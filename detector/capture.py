@@ -20,7 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ..freeze import FreezeWatch
+from .freeze import FreezeWatch
 
 log = logging.getLogger(__name__)
 

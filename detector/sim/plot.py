@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .followsim import Run
+from .follow import Run
 
 WHITE, GREY, BLACK = (255, 255, 255), (200, 200, 200), (0, 0, 0)
 PERSON_BGR, ROBOT_BGR, LIMIT_BGR, CROSSER_BGR = (40, 40, 220), (200, 110, 0), (60, 160, 60), (0, 150, 255)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from robot_client import protocol
 from robot_client.client import build_follower, parse_args
 
-from .daemon.service import person_message as daemon_person_message
-from .daemon.tracker import PersonTracker
-from .errors import EX_CONFIG, UserError
-from .model.decode import Detection
+from ..daemon.service import person_message as daemon_person_message
+from ..daemon.tracker import PersonTracker
+from ..errors import EX_CONFIG, UserError
+from ..model.decode import Detection
 
 EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
 NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
@@ -38,14 +38,14 @@ class Scene:
     rate_hz: float = 30.0           # person messages per second
     noise: float = 0.01             # std of each box edge, fraction of the frame (detector jitter)
     seed: int = 1
-    camera_height_m: float = 0.2
-    hfov_deg: float = 60.0
-    vfov_deg: float = 45.0
+    camera_height_m: float = 0.2    # lens above the floor
+    hfov_deg: float = 60.0          # field of view, across
+    vfov_deg: float = 45.0          # and up and down
     person_height_m: float = 1.7
     person_width_m: float = 0.45
     path: str = "arcs"              # "arcs": straight, left arc, right arc, straight, stand; "stand";
                                     # "cross": straight while another person crosses, then stand
-    walk_speed_m_s: float = 0.2
+    walk_speed_m_s: float = 0.2     # while walking the path
     arc_radius_m: float = 1.5
     arc_deg: float = 90.0
     straight_s: float = 2.0
@@ -331,13 +331,3 @@ def simulate(scene: Scene, follower=None, tracker=None) -> Run:
         for walker in people:
             walker.step(t, scene.step_s)
     return run
-
-
-def run_scene(scene: Scene, png_path=None) -> dict:
-    """Simulate, draw the picture when asked, return the figures."""
-    run = simulate(scene)
-    figures = run.figures()
-    if png_path:
-        from .followplot import draw
-        draw(run, png_path, figures)
-    return figures

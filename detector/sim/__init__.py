@@ -1,0 +1,1 @@
+"""The follow simulator (`follow`) and its picture (`plot`): `robot-detector simulate-follow`."""
