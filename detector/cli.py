@@ -260,9 +260,9 @@ def add_simulate_follow_arguments(sim: argparse.ArgumentParser) -> None:
     """Every option is a field of sim.follow.Scene (defaults there)."""
     add_options(sim.add_argument_group("the world"), "simulate-follow",
                 only=("delay_s", "rate_hz", "noise", "seed", "camera_height_m", "hfov_deg", "vfov_deg",
-                      "person_height_m", "person_width_m", "path", "walk_speed_m_s", "arc_radius_m", "arc_deg",
-                      "straight_s", "stand_s", "start_distance_m", "wheel_radius_m", "track_m", "motor_max_deg_s",
-                      "motor_tau_s"))
+                      "person_height_m", "person_width_m", "path", "miss", "crosser_speed_m_s", "crosser_at_s",
+                      "crosser_gap_m", "walk_speed_m_s", "arc_radius_m", "arc_deg", "straight_s", "stand_s",
+                      "start_distance_m", "wheel_radius_m", "track_m", "motor_max_deg_s", "motor_tau_s"))
     robot = sim.add_argument_group("the robot client")
     add_options(robot, "simulate-follow", only=("distance_m", "max_speed"))
     robot.add_argument("--client-option", dest="client_options", action="append", metavar="OPTION",

@@ -396,6 +396,13 @@ OPTIONS = (
         ("vfov_deg", "--vfov", "float", 10.0, 170.0, "degrees", "DEG", "vertical field of view (default 45)"),
         ("person_height_m", "--person-height", "float", 0.3, 2.5, "metres", "M", "person's height (default 1.7)"),
         ("person_width_m", "--person-width", "float", 0.1, 2.0, "metres", "M", "person's width (default 0.45)"),
+        ("miss", "", "float", 0.0, 0.99, "", None, "share of detections missed at random (default 0)"),
+        ("crosser_speed_m_s", "--crosser-speed", "float", 0.05, 5.0, "m/s", "M/S", "cross: the other person's "
+         "speed (default 1.0)"),
+        ("crosser_at_s", "--crosser-at", "float", 0.1, 600.0, "seconds", "S", "cross: when they cross the followed "
+         "person's line (default 3)"),
+        ("crosser_gap_m", "--crosser-gap", "float", -10.0, 10.0, "metres", "M", "cross: how far in front of the "
+         "followed person they cross; negative: behind (default 0.5)"),
         ("walk_speed_m_s", "--walk-speed", "float", 0.01, 3.0, "m/s", "M/S", "walking speed (default 0.2)"),
         ("arc_radius_m", "--arc-radius", "float", 0.1, 100.0, "metres", "M", "radius of each arc (default 1.5)"),
         ("arc_deg", "", "float", 1.0, 360.0, "degrees", "DEG", "degrees turned in each arc (default 90)"),
@@ -413,8 +420,9 @@ OPTIONS = (
         ("distance_m", "--distance", "float", 0.2, 10.0, "metres", "M", "robot-client --distance (default 1.0)"),
         ("max_speed", "", "float", 1.0, 100.0, "percent", "PERCENT", "robot-client --max-speed (default 60)"),
     )),
-    _o("path", "arcs: straight, left arc, right arc, straight, then stand; stand: stand only (default arcs)",
-       "simulate-follow", "choice", choices=("arcs", "stand")),
+    _o("path", "arcs: straight, left arc, right arc, straight, then stand; stand: stand only; cross: straight "
+       "while another person crosses in between, then stand (default arcs)", "simulate-follow", "choice",
+       choices=("arcs", "stand", "cross")),
     _o("png", "draw the run: paths from above, errors over time", "simulate-follow", check=_image_out((".png",)),
        metavar="OUT.png"),
 )

@@ -153,6 +153,8 @@ class Service:
                             "and counted in status.nonfinite (are the weights damaged?)")
             self.nonfinite += nonfinite
         persons = [d for d in detections if d.cls_id == self.target_id]
+        if self.stream:  # the page's choice of whom to follow, made on an HTTP thread, applied here
+            self.stream.choices.apply(self.tracker)
         tracked = self.tracker.update(frame.t_monotonic, persons, frame.image_bgr)
         self._log_target(tracked.target.track_id if tracked.target.found else None)
         track_ids = {id(d): track_id for d, track_id in zip(persons, tracked.track_ids)}

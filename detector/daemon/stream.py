@@ -1,5 +1,5 @@
 """The HTTP debug stream: routes for the tuning page, an annotated MJPEG feed, a snapshot, the
-page's data feed, status, health and metrics.
+page's data feed, the tracks and the choice of whom to follow (choice.py), status, health and metrics.
 
 The frames come from frame_encoder.py (one encoder shared by every viewer), the /metrics text from
 metrics.py, the page's numbers from tuning.py; the server's limits and access rules are in webserver.py.
@@ -12,6 +12,7 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from .choice import ChoiceDesk, answer_target_post
 from .frame_encoder import FrameEncoder
 from .metrics import prometheus_text
 from .tuning import TuningFeed
@@ -20,7 +21,7 @@ from .webserver import AccessPolicy, GuardedHandler, GuardedHTTPServer
 BOUNDARY = "frame"
 HEALTHY_WITHIN_S = 2.0  # /healthz is 200 only if a frame was processed this recently
 PAGE_HTML = Path(__file__).with_name("page.html")
-ENDPOINTS = "/, /stream.mjpg, /snapshot.jpg, /feed.json, /status.json, /healthz, /metrics"
+ENDPOINTS = "/, /stream.mjpg, /snapshot.jpg, /feed.json, /tracks.json, /status.json, /healthz, /metrics"
 
 
 class DebugStream:
@@ -30,6 +31,7 @@ class DebugStream:
         self.status: dict = {}
         self.healthy = False
         self.feed = TuningFeed()
+        self.choices = ChoiceDesk()
         self.frames = FrameEncoder(self.overlay_lines, jpeg_quality)
         self.page = PAGE_HTML.read_bytes()
         handler = type("Handler", (_Handler,), {"stream": self})
@@ -50,6 +52,7 @@ class DebugStream:
     def offer(self, seq: int, t_capture: float, frame_bgr, detections, tracked) -> None:
         """`tracked`: the tracker's TrackerUpdate for this frame."""
         self.feed.add_frame(t_capture, detections, tracked.target)
+        self.choices.show(seq, t_capture, tracked)
         self.frames.offer(seq, frame_bgr, detections, tracked.target.detection)
 
     def set_status(self, status: dict, healthy: bool) -> None:
@@ -95,6 +98,8 @@ class _Handler(GuardedHandler):
             except ValueError:
                 since = 0.0
             self.send_body(200, "application/json", stream.feed_json(since))
+        elif path == "/tracks.json":
+            self.send_body(200, "application/json", stream.choices.tracks_json())
         elif path == "/status.json":
             self.send_body(200, "application/json", json.dumps(stream.status).encode())
         elif path == "/healthz":
@@ -105,6 +110,13 @@ class _Handler(GuardedHandler):
             self.send_body(200, "text/plain; version=0.0.4", stream.metrics().encode())
         else:
             self.send_body(404, "text/plain", f"not found: try {ENDPOINTS}\n".encode())
+
+    def route_post(self, path: str, query: str, body) -> None:
+        if path != "/target":
+            self.send_json_error(405, f"{path} takes no writes; POST /target chooses whom to follow")
+            return
+        status, answer = answer_target_post(self.stream.choices, body)
+        self.send_body(status, "application/json", json.dumps(answer).encode())
 
     def _mjpeg(self) -> None:
         stream = self.stream

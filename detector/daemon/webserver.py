@@ -6,12 +6,13 @@
   503 straight from the accepting thread and is closed, and the connections already open go on.
 - A client that goes away at any point is a normal event: one debug line, never a traceback.
 - Access: a `Host` header must name this server (a browser tricked by DNS rebinding sends the
-  attacker's name), and with a token every path but the open ones needs it, as
-  `Authorization: Bearer TOKEN` or `?token=TOKEN`, compared in constant time.
+  attacker's name), an `Origin` header (browsers send one with every write) must be this very
+  server, and with a token every path but the open ones needs it, as `Authorization: Bearer TOKEN`
+  or `?token=TOKEN`, compared in constant time.
 - Writes (POST) take JSON only: another Content-Type is refused (415), so a page elsewhere cannot
   post a plain form here without the browser first asking this server (which never says yes); the
   body needs a Content-Length (411) of at most `MAX_JSON_BYTES` (413) and must be valid JSON with
-  finite numbers (400).
+  finite numbers (400). A write's refusals are JSON too: `{"error": "..."}`.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from ..errors import EX_CONFIG, UserError
 
@@ -63,6 +64,14 @@ class AccessPolicy:
             return True
         except ValueError:
             return host.rstrip(".") in self.host_names
+
+    @staticmethod
+    def origin_is_served(origin: str | None, host_header: str | None) -> bool:
+        """A browser names the site a request comes from in `Origin` (always on POST, and on a
+        script's cross-site GET): it must be this very server, as the browser addressed it."""
+        if origin is None:
+            return True  # not a browser, or a same-site GET
+        return urlsplit(origin).netloc.lower() == (host_header or "").strip().lower() != ""
 
     def token_ok(self, path: str, query: str, authorization: str | None) -> bool:
         if self.token is None or path in self.open_paths:
@@ -266,6 +275,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
         policy = self.server.policy
         if not policy.host_is_served(self.headers.get("Host")):
             self.send_text(403, "this server does not serve that Host name; use its address or localhost\n")
+        elif not policy.origin_is_served(self.headers.get("Origin"), self.headers.get("Host")):
+            self.send_text(403, "requests from pages of other sites are refused\n")
         elif not policy.token_ok(path, query, self.headers.get("Authorization")):
             self.send_text(401, "this page needs its access token: open /?token=TOKEN, or send "
                                 "'Authorization: Bearer TOKEN'\n",
@@ -294,17 +305,26 @@ class GuardedHandler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
         length = self.headers.get("Content-Length", "")
         if content_type != "application/json":
-            self.send_text(415, f"writes take Content-Type: application/json, found {content_type or 'none'!r}\n")
+            self.send_json_error(415, f"writes take Content-Type: application/json, found {content_type or 'none'!r}")
         elif not length.isdigit():
-            self.send_text(411, "a write needs a Content-Length header\n")
+            self.send_json_error(411, "a write needs a Content-Length header")
         elif int(length) > MAX_JSON_BYTES:
-            self.send_text(413, f"a write may carry at most {MAX_JSON_BYTES} bytes, found {int(length)}\n")
+            self.send_json_error(413, f"a write may carry at most {MAX_JSON_BYTES} bytes, found {int(length)}")
         else:
             try:
                 return (json.loads(self.rfile.read(int(length)), parse_constant=_refuse_constant),)
             except ValueError as error:
-                self.send_text(400, f"the body is not valid JSON: {error}\n")
+                self.send_json_error(400, f"the body is not valid JSON: {error}")
         return None
+
+    def send_json_error(self, status: int, message: str) -> None:
+        """A refused write: `{"error": message}`, what the pages show."""
+        body = json.dumps({"error": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def route(self, path: str, query: str) -> None:
         raise NotImplementedError

@@ -3,9 +3,12 @@ EV3 robot, its camera and a walking person, in simulated time (no sleeping, dete
 
 The world: a differential-drive robot (two EV3 large motors, speed-regulated with a first-order lag),
 a pinhole camera on it looking straight ahead, a person (a 1.7 m x 0.45 m upright box, feet on the
-floor) walking a path. Each camera frame becomes the `person` message the daemon would publish (the
-visible part of the box, i.e. clipped to the frame, with a little edge noise), delivered after a
-capture-to-robot delay to the real `robot_client` Follower, built from robot-client options.
+floor) walking a path, and with `path="cross"` a second person crossing between the robot and the
+followed one. Each camera frame's detections (the visible part of each box, i.e. clipped to the
+frame, with a little edge noise; none for a person mostly hidden behind a nearer one, or missed at
+random) go through the daemon's own tracker, and its target becomes the `person` message the daemon
+would publish, delivered after a capture-to-robot delay to the real `robot_client` Follower, built
+from robot-client options.
 """
 from __future__ import annotations
 
@@ -16,10 +19,16 @@ from dataclasses import dataclass, field
 from robot_client import protocol
 from robot_client.client import build_follower, parse_args
 
+from ..daemon.service import person_message as daemon_person_message
+from ..daemon.tracker import PersonTracker
 from ..errors import EX_CONFIG, UserError
+from ..model.decode import Detection
 
 EPOCH = 1.8e9        # Unix-looking capture times: the client must not depend on the PC's clock
 NETWORK_S = 0.02     # of the delay, the part after publishing (Wi-Fi and ssh)
+FRAME_SIZE = (640, 480)  # pixels; only the messages' frame_w and frame_h
+HIDDEN_FRACTION = 0.5  # a person whose box a nearer person's box covers this much is not detected
+PATHS = ("arcs", "stand", "cross")
 
 
 @dataclass(frozen=True)
@@ -34,13 +43,18 @@ class Scene:
     vfov_deg: float = 45.0          # and up and down
     person_height_m: float = 1.7
     person_width_m: float = 0.45
-    path: str = "arcs"              # "arcs": straight, left arc, right arc, straight, stand; "stand"
+    path: str = "arcs"              # "arcs": straight, left arc, right arc, straight, stand; "stand";
+                                    # "cross": straight while another person crosses, then stand
     walk_speed_m_s: float = 0.2     # while walking the path
     arc_radius_m: float = 1.5
     arc_deg: float = 90.0
     straight_s: float = 2.0
     stand_s: float = 8.0
     start_distance_m: float = 1.0
+    miss: float = 0.0               # share of detections the detector misses, at random
+    crosser_speed_m_s: float = 1.0  # "cross": the other person's walking speed, right to left
+    crosser_at_s: float = 3.0       # "cross": when the other person crosses the followed one's line
+    crosser_gap_m: float = 0.5      # "cross": how far in front of the followed person they cross
     wheel_radius_m: float = 0.028   # EV3 education wheel, 56 mm
     track_m: float = 0.12
     motor_max_deg_s: float = 1050.0  # ev3dev's max_speed of a large motor: SpeedPercent(100)
@@ -51,8 +65,10 @@ class Scene:
     client_options: tuple = ()      # further robot-client options, e.g. ("--turn-gain=20",)
 
     def __post_init__(self):
-        if self.path not in ("arcs", "stand"):
-            raise UserError(f"path must be 'arcs' or 'stand', found {self.path!r}", EX_CONFIG)
+        if self.path not in PATHS:
+            raise UserError(f"path must be one of {', '.join(PATHS)}, found {self.path!r}", EX_CONFIG)
+        if not 0 <= self.miss < 1:
+            raise UserError(f"miss must be in [0, 1), found {self.miss}", EX_CONFIG)
         if self.straight_s < 0 or self.arc_deg > 360:
             raise UserError(f"straight_s must be >= 0 and arc_deg at most 360, found {self.straight_s} "
                             f"and {self.arc_deg}", EX_CONFIG)
@@ -65,9 +81,11 @@ class Scene:
 
 def person_segments(scene: Scene) -> list:
     """[(duration_s, speed_m_s, turn_rad_s)]: the person's walk, then standing."""
+    speed = scene.walk_speed_m_s
     if scene.path == "stand":
         return [(scene.stand_s, 0.0, 0.0)]
-    speed = scene.walk_speed_m_s
+    if scene.path == "cross":
+        return [(scene.crosser_at_s + scene.straight_s, speed, 0.0), (scene.stand_s, 0.0, 0.0)]
     turn = speed / scene.arc_radius_m
     arc_s = math.radians(scene.arc_deg) / turn if turn else 0.0
     return [(scene.straight_s, speed, 0.0), (arc_s, speed, turn), (arc_s, speed, -turn),
@@ -75,11 +93,12 @@ def person_segments(scene: Scene) -> list:
 
 
 class Person:
-    """Walks the segments from (start_distance, 0), heading along +x (away from the robot)."""
+    """Walks `segments` from (x, y) with `heading` (radians; the robot starts at the origin looking
+    along +x)."""
 
-    def __init__(self, scene: Scene):
-        self.segments = person_segments(scene)
-        self.x, self.y, self.heading = scene.start_distance_m, 0.0, 0.0
+    def __init__(self, segments: list, x: float, y: float, heading: float):
+        self.segments = segments
+        self.x, self.y, self.heading = x, y, heading
         self.stop_time_s = sum(d for d, speed, _ in self.segments if speed > 0)
         self.duration_s = sum(d for d, _, _ in self.segments)
 
@@ -92,6 +111,21 @@ class Person:
                 self.y += speed * math.sin(self.heading) * dt
                 return
             start += duration
+
+
+def followed_person(scene: Scene) -> Person:
+    """Walks the scene's path from `start_distance_m` straight ahead of the robot, away from it."""
+    return Person(person_segments(scene), scene.start_distance_m, 0.0, 0.0)
+
+
+def crossing_person(scene: Scene) -> Person:
+    """"cross": walks from the robot's right to its left (as it starts out looking), reaching the
+    followed person's line at `crosser_at_s`, `crosser_gap_m` in front of where that one is then,
+    and stands as far to the left as it started to the right."""
+    x = scene.start_distance_m + scene.walk_speed_m_s * scene.crosser_at_s - scene.crosser_gap_m
+    rest_s = sum(d for d, _, _ in person_segments(scene)) - 2 * scene.crosser_at_s
+    return Person([(2 * scene.crosser_at_s, scene.crosser_speed_m_s, 0.0), (max(0.0, rest_s), 0.0, 0.0)],
+                  x, -scene.crosser_speed_m_s * scene.crosser_at_s, math.pi / 2)
 
 
 class Robot:
@@ -140,15 +174,36 @@ def visible_box(scene: Scene, forward_m: float, right_m: float, rng: random.Rand
     return (left + right) / 2, (top + bottom) / 2, right - left, bottom - top
 
 
-def person_message(seq: int, t_capture: float, delay_s: float, box) -> bytes:
-    payload = {"v": 1, "seq": seq, "t_capture": t_capture, "t_publish": t_capture + delay_s - NETWORK_S,
-               "frame_w": 640, "frame_h": 480, "found": box is not None}
-    if box is None:
-        payload.update(dict.fromkeys(protocol.PERSON_TARGET_FIELDS))
-    else:
-        x, y, w, h = box
-        payload.update(x=x, y=y, w=w, h=h, area=w * h, offset_x=2 * x - 1, confidence=0.8)
-    return protocol.encode(protocol.PERSON, payload)
+def detected(scene: Scene, robot: Robot, people: list, rng: random.Random) -> list:
+    """[(index in `people`, Detection)]: what the detector reports in this frame. A person mostly
+    behind a nearer one's box is not reported (hidden, as NMS would also drop them); with
+    `scene.miss`, a detection is missed at random."""
+    seen = []
+    for index, person in enumerate(people):
+        forward, right = person_in_camera(scene, robot, person)
+        box = visible_box(scene, forward, right, rng)
+        if box is not None:
+            seen.append((forward, index, box))
+    found = []
+    for forward, index, box in seen:
+        hidden = any(covered(box, nearer) >= HIDDEN_FRACTION for nearer_forward, _, nearer in seen
+                     if nearer_forward < forward)
+        if not hidden and not (scene.miss and rng.random() < scene.miss):
+            found.append((index, Detection("person", 14, 0.8, *box)))
+    return found
+
+
+def covered(box, by) -> float:
+    """The share of `box`'s area that `by` covers; boxes are (x, y, w, h)."""
+    overlap_w = min(box[0] + box[2] / 2, by[0] + by[2] / 2) - max(box[0] - box[2] / 2, by[0] - by[2] / 2)
+    overlap_h = min(box[1] + box[3] / 2, by[1] + by[3] / 2) - max(box[1] - box[3] / 2, by[1] - by[3] / 2)
+    return max(0.0, overlap_w) * max(0.0, overlap_h) / (box[2] * box[3])
+
+
+def person_message(seq: int, t_capture: float, delay_s: float, target) -> bytes:
+    """The daemon's `person` message for the tracker's target, as it publishes it."""
+    message = daemon_person_message(seq, t_capture, FRAME_SIZE, t_capture + delay_s - NETWORK_S, target)
+    return protocol.encode(protocol.PERSON, message)
 
 
 def status_message(t: float, scene: Scene) -> bytes:
@@ -169,8 +224,11 @@ class Run:
     distance_m: list = field(default_factory=list)
     bearing_deg: list = field(default_factory=list)
     turn: list = field(default_factory=list)       # commanded left - right wheel speed, percent
+    crosser_xy: list = field(default_factory=list)          # "cross" only, as the rest
+    crosser_distance_m: list = field(default_factory=list)  # robot centre to the crosser's
     frames: int = 0
-    frames_seen: int = 0
+    frames_seen: int = 0                # frames in which the followed person was detected
+    frames_following: dict = field(default_factory=dict)  # index of the person followed (None: nobody) -> frames
 
     def figures(self) -> dict:
         scene = self.scene
@@ -207,6 +265,10 @@ class Run:
             "error_4s_after_stop_m": max(late) if late else None,
             "turn_reversals_per_s": reversals / self.t[-1],
             "min_distance_m": min(self.distance_m),
+            **({} if not self.crosser_xy else {
+                "following_person": self.frames_following.get(0, 0) / self.frames,
+                "following_crosser": self.frames_following.get(1, 0) / self.frames,
+                "min_distance_to_crosser_m": min(self.crosser_distance_m)}),
         }
 
 
@@ -220,23 +282,32 @@ def client_follower(scene: Scene):
         raise UserError(f"robot-client options: {error}", EX_CONFIG) from None
 
 
-def simulate(scene: Scene, follower=None) -> Run:
+def simulate(scene: Scene, follower=None, tracker=None) -> Run:
     """Run the scene to its end with `follower` (default: the robot client's, from the scene's
-    options) and return the recorded Run."""
+    options) and `tracker` (default: the daemon's, with its defaults and no appearance: there are no
+    pictures), and return the recorded Run."""
     follower = follower or client_follower(scene)
+    tracker = tracker or PersonTracker(appearance=False)
     rng = random.Random(scene.seed)
-    person, robot = Person(scene), Robot(scene)
+    person, robot = followed_person(scene), Robot(scene)
+    people = [person, crossing_person(scene)] if scene.path == "cross" else [person]
     run = Run(scene, person.stop_time_s)
     in_flight = []  # (delivery time, frame), oldest first
+    whose_track = {}  # track id -> index in `people` of the person whose detection it took last
     frame_s, next_frame, next_status = 1.0 / scene.rate_hz, 0.0, 0.0
     steps = int(round(person.duration_s / scene.step_s))
+    target_of = None  # index in `people` of the followed track's person, None while nobody is followed
     for step in range(steps + 1):
         t = step * scene.step_s
         if t >= next_frame - 1e-9:
-            box = visible_box(scene, *person_in_camera(scene, robot, person), rng)
-            in_flight.append((t + scene.delay_s, person_message(run.frames, EPOCH + t, scene.delay_s, box)))
+            found = detected(scene, robot, people, rng)
+            tracked = tracker.update(t, [detection for _, detection in found])
+            whose_track.update((track_id, index) for (index, _), track_id in zip(found, tracked.track_ids))
+            target_of = whose_track.get(tracked.target.track_id) if tracked.target.found else None
+            in_flight.append((t + scene.delay_s, person_message(run.frames, EPOCH + t, scene.delay_s, tracked.target)))
             run.frames += 1
-            run.frames_seen += box is not None
+            run.frames_seen += any(index == 0 for index, _ in found)
+            run.frames_following[target_of] = run.frames_following.get(target_of, 0) + 1
             next_frame += frame_s
         if t >= next_status - 1e-9:
             in_flight.append((t + scene.delay_s, status_message(EPOCH + t, scene)))
@@ -252,6 +323,11 @@ def simulate(scene: Scene, follower=None) -> Run:
         run.distance_m.append(math.hypot(forward, right))
         run.bearing_deg.append(math.degrees(math.atan2(right, forward)))
         run.turn.append(0.0 if command is None else command[0] - command[1])
+        if len(people) > 1:
+            crosser = people[1]
+            run.crosser_xy.append((crosser.x, crosser.y))
+            run.crosser_distance_m.append(math.hypot(crosser.x - robot.x, crosser.y - robot.y))
         robot.step(command, scene.step_s)
-        person.step(t, scene.step_s)
+        for walker in people:
+            walker.step(t, scene.step_s)
     return run

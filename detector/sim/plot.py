@@ -7,7 +7,7 @@ import numpy as np
 from .follow import Run
 
 WHITE, GREY, BLACK = (255, 255, 255), (200, 200, 200), (0, 0, 0)
-PERSON_BGR, ROBOT_BGR, LIMIT_BGR = (40, 40, 220), (200, 110, 0), (60, 160, 60)
+PERSON_BGR, ROBOT_BGR, LIMIT_BGR, CROSSER_BGR = (40, 40, 220), (200, 110, 0), (60, 160, 60), (0, 150, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LABELS = {  # figure -> how the picture says it
     "rms_bearing_deg_walking": "RMS bearing, walking: {:.1f} deg",
@@ -19,6 +19,9 @@ LABELS = {  # figure -> how the picture says it
     "error_4s_after_stop_m": "error from 4 s after the stop: {:.2f} m",
     "turn_reversals_per_s": "turn reversals: {:.2f} per s",
     "min_distance_m": "closest: {:.2f} m",
+    "following_person": "followed the person in {:.0%} of frames",
+    "following_crosser": "followed the crosser in {:.0%} of frames",
+    "min_distance_to_crosser_m": "closest to the crosser: {:.2f} m",
 }
 
 
@@ -27,7 +30,7 @@ def _text(canvas, text, origin, scale=0.42, colour=BLACK):
 
 
 def _paths(canvas, run: Run, left: int, top: int, size: int) -> None:
-    points = np.array(run.person_xy + run.robot_xy)
+    points = np.array(run.person_xy + run.robot_xy + run.crosser_xy)
     low, high = points.min(axis=0) - 0.3, points.max(axis=0) + 0.3
     scale = (size - 20) / max(high - low)
 
@@ -38,7 +41,12 @@ def _paths(canvas, run: Run, left: int, top: int, size: int) -> None:
     step = max(1, int(round(2.0 / run.scene.step_s)))
     for i in range(0, len(run.t), step):  # every 2 s: who was where, joined
         cv2.line(canvas, pixel(run.person_xy[i]), pixel(run.robot_xy[i]), GREY, 1, cv2.LINE_AA)
-    for xy, colour in ((run.person_xy, PERSON_BGR), (run.robot_xy, ROBOT_BGR)):
+    if run.crosser_xy:  # where the robot came closest to the crosser, joined
+        closest = int(np.argmin(run.crosser_distance_m))
+        cv2.line(canvas, pixel(run.robot_xy[closest]), pixel(run.crosser_xy[closest]), CROSSER_BGR, 1, cv2.LINE_AA)
+    for xy, colour in ((run.person_xy, PERSON_BGR), (run.crosser_xy, CROSSER_BGR), (run.robot_xy, ROBOT_BGR)):
+        if not xy:
+            continue
         cv2.polylines(canvas, [np.array([pixel(p) for p in xy], np.int32)], False, colour, 2, cv2.LINE_AA)
         cv2.circle(canvas, pixel(xy[-1]), 4, colour, -1, cv2.LINE_AA)
     metre = int(scale)
@@ -46,6 +54,8 @@ def _paths(canvas, run: Run, left: int, top: int, size: int) -> None:
     _text(canvas, "1 m", (left + 14 + metre, top + 19))
     _text(canvas, "person", (left + 10, top + 38), colour=PERSON_BGR)
     _text(canvas, "robot (grey: where each was, every 2 s)", (left + 10, top + 56), colour=ROBOT_BGR)
+    if run.crosser_xy:
+        _text(canvas, "crosser (thin: where the robot came closest)", (left + 10, top + 74), colour=CROSSER_BGR)
 
 
 def _series(canvas, run: Run, values, limit: float, span: float, label: str, box) -> None:
@@ -73,7 +83,9 @@ def _series(canvas, run: Run, values, limit: float, span: float, label: str, box
 
 def draw(run: Run, path: str, figures: dict) -> None:
     """Write the picture of `run` to `path` (PNG)."""
-    canvas = np.full((520, 960, 3), WHITE, np.uint8)
+    lines = [LABELS[name].format(value) if value is not None else LABELS[name].split(":")[0] + ": -"
+             for name, value in figures.items()]
+    canvas = np.full((max(520, 385 + 15 * len(lines)), 960, 3), WHITE, np.uint8)  # rows from y 388
     _paths(canvas, run, 10, 10, 500)
     error = [d - run.scene.distance_m for d in run.distance_m]
     _series(canvas, run, error, 0.1, 1.0, "distance - set distance, m (green: +-0.1)", (530, 10, 380, 150))
@@ -82,8 +94,6 @@ def draw(run: Run, path: str, figures: dict) -> None:
     _text(canvas, f"delay {scene.delay_s:g} s, {scene.rate_hz:g} messages/s, person {scene.walk_speed_m_s:g} m/s,",
           (530, 348), 0.4)
     _text(canvas, f"robot max speed {scene.max_speed:g}%, asked to keep {scene.distance_m:g} m", (530, 366), 0.4)
-    lines = [LABELS[name].format(value) if value is not None else LABELS[name].split(":")[0] + ": -"
-             for name, value in figures.items()]
     for row, line in enumerate(lines):
         _text(canvas, line, (530, 388 + row * 15), 0.4)
     if not cv2.imwrite(str(path), canvas, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
