@@ -401,3 +401,23 @@ def test_a_target_unseen_longer_than_relock_s_is_forgotten_also_across_a_camera_
     # no frames for a minute; then the same place: not taken by the stale motion model, but locked anew
     again = t.update(60.0, [person(0.5, 0.5, 0.2, 0.5)]).target
     assert again.state == "tracking" and again.track_id != first
+
+
+def test_someone_dressed_alike_seen_together_with_the_target_is_never_taken_for_it():
+    """Two figures in the same colours, both in view; the followed one is hidden. The other was seen at the
+    same time as the target, so it is someone else: past the grace it keeps its own id and the target is
+    held, then lost, never `tracking` at the other's box."""
+    from figure_network import RED_BGR, frame_with
+    followed, other = person(0.21, 0.5, 0.09, 0.26), person(0.79, 0.5, 0.09, 0.26)
+    t = PersonTracker(grace_s=0.5, relock_s=3.0)
+    first = t.update(0.0, [followed, other], frame_with([(1, 3, RED_BGR), (5, 3, RED_BGR)]))
+    assert t.choose(first.track_ids[0])
+    for step in range(1, 10):  # both seen: the followed one's colours are learned
+        t.update(step * 0.1, [followed, other], frame_with([(1, 3, RED_BGR), (5, 3, RED_BGR)]))
+    states = []
+    for step in range(10, 35):  # the followed one is hidden; the other stays in view
+        update = t.update(step * 0.1, [other], frame_with([(5, 3, RED_BGR)]))
+        assert update.track_ids == (first.track_ids[1],)
+        assert update.target.detection is None, step
+        states.append(update.target.state)
+    assert "held" in states and states[-1] == "lost"
