@@ -281,6 +281,25 @@ def test_track_skips_an_unreadable_line_with_a_warning(tmp_path):
     assert "2 unreadable skipped" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_track_skips_a_line_with_a_box_or_confidence_outside_0_to_1(tmp_path):
+    walkers, duration_s = scenes.walk_across(1)
+    lines = [frame.line() for frame in scenes.render(walkers, 5, duration_s, 1)[:6]]
+    for number, changes in [(2, {"x": 1e308}), (3, {"w": -5.0, "h": 1e300}), (5, {"confidence": 1.5})]:
+        topic, _, body = lines[number - 1].partition(" ")
+        message = json.loads(body)
+        message["detections"].append(dict({"cls": "person", "cls_id": 14, "confidence": 0.8, "x": 0.5, "y": 0.5,
+                                            "w": 0.2, "h": 0.5}, **changes))
+        lines[number - 1] = topic + " " + json.dumps(message)
+    result = run_cli("track", "-", "--summary", input="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    assert all(protocol.decode(line.encode())[1]["seq"] in (0, 3, 5) for line in result.stdout.splitlines())
+    warnings = [line for line in result.stderr.splitlines() if "skipped" in line and "line " in line]
+    assert len(warnings) == 3 and all(f"line {n}:" in w for n, w in zip((2, 3, 5), warnings)), result.stderr
+    assert "expected a number from 0 to 1, found 1e+308" in warnings[0], result.stderr
+    assert "3 unreadable skipped" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("args, message, code", [
     (["missing.txt"], "cannot read missing.txt", 1),
     (["-", "--lock", "sometimes"], "--lock: expected auto or manual, found 'sometimes'", 2),
