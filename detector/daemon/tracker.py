@@ -9,8 +9,8 @@ so the tracker behaves alike at 30 and at 3 frames per second.
 The target: in `auto` mode the largest person at first; then always that track. While it is unseen
 it is `held` (reported at the motion model's prediction) for `grace_s`, then `lost`. For `relock_s`
 after the last sighting only the same person may be taken again (where its motion model predicts it,
-or, with frames, one first seen after that sighting whose upper-body colours match); after that the target is forgotten and `auto`
-locks the largest person anew, `manual` nobody until `choose()`.
+or, with frames, one first seen after that sighting whose upper-body colours match); after that the
+target is forgotten and `auto` locks the largest person anew, `manual` nobody until `choose()`.
 """
 from __future__ import annotations
 
