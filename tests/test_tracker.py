@@ -281,6 +281,25 @@ def test_track_skips_an_unreadable_line_with_a_warning(tmp_path):
     assert "2 unreadable skipped" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_track_skips_a_line_with_a_box_or_confidence_outside_0_to_1(tmp_path):
+    walkers, duration_s = scenes.walk_across(1)
+    lines = [frame.line() for frame in scenes.render(walkers, 5, duration_s, 1)[:6]]
+    for number, changes in [(2, {"x": 1e308}), (3, {"w": -5.0, "h": 1e300}), (5, {"confidence": 1.5})]:
+        topic, _, body = lines[number - 1].partition(" ")
+        message = json.loads(body)
+        message["detections"].append(dict({"cls": "person", "cls_id": 14, "confidence": 0.8, "x": 0.5, "y": 0.5,
+                                            "w": 0.2, "h": 0.5}, **changes))
+        lines[number - 1] = topic + " " + json.dumps(message)
+    result = run_cli("track", "-", "--summary", input="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    assert all(protocol.decode(line.encode())[1]["seq"] in (0, 3, 5) for line in result.stdout.splitlines())
+    warnings = [line for line in result.stderr.splitlines() if "skipped" in line and "line " in line]
+    assert len(warnings) == 3 and all(f"line {n}:" in w for n, w in zip((2, 3, 5), warnings)), result.stderr
+    assert "expected a number from 0 to 1, found 1e+308" in warnings[0], result.stderr
+    assert "3 unreadable skipped" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("args, message, code", [
     (["missing.txt"], "cannot read missing.txt", 1),
     (["-", "--lock", "sometimes"], "--lock: expected auto or manual, found 'sometimes'", 2),
@@ -401,3 +420,23 @@ def test_a_target_unseen_longer_than_relock_s_is_forgotten_also_across_a_camera_
     # no frames for a minute; then the same place: not taken by the stale motion model, but locked anew
     again = t.update(60.0, [person(0.5, 0.5, 0.2, 0.5)]).target
     assert again.state == "tracking" and again.track_id != first
+
+
+def test_someone_dressed_alike_seen_together_with_the_target_is_never_taken_for_it():
+    """Two figures in the same colours, both in view; the followed one is hidden. The other was seen at the
+    same time as the target, so it is someone else: past the grace it keeps its own id and the target is
+    held, then lost, never `tracking` at the other's box."""
+    from figure_network import RED_BGR, frame_with
+    followed, other = person(0.21, 0.5, 0.09, 0.26), person(0.79, 0.5, 0.09, 0.26)
+    t = PersonTracker(grace_s=0.5, relock_s=3.0)
+    first = t.update(0.0, [followed, other], frame_with([(1, 3, RED_BGR), (5, 3, RED_BGR)]))
+    assert t.choose(first.track_ids[0])
+    for step in range(1, 10):  # both seen: the followed one's colours are learned
+        t.update(step * 0.1, [followed, other], frame_with([(1, 3, RED_BGR), (5, 3, RED_BGR)]))
+    states = []
+    for step in range(10, 35):  # the followed one is hidden; the other stays in view
+        update = t.update(step * 0.1, [other], frame_with([(5, 3, RED_BGR)]))
+        assert update.track_ids == (first.track_ids[1],)
+        assert update.target.detection is None, step
+        states.append(update.target.state)
+    assert "held" in states and states[-1] == "lost"

@@ -4,8 +4,9 @@ Input: lines as `robot-detector view --topic detections` prints them (`detection
 other line is ignored. For each `detections` line one `person` line comes out, as the daemon would
 have published it for that frame: same seq, t_capture, frame_w, frame_h; found, state, track_id, box
 and confidence as the tracker decides, on the clock of the messages' t_capture. There are no frames,
-so appearance is not used. A `detections` line that cannot be read is skipped with a warning naming
-its line number (a recording cut short must not cost the rest of it).
+so appearance is not used. A `detections` line that cannot be read, or whose boxes or confidences lie
+outside 0..1, is skipped with a warning naming its line number (a recording cut short must not cost
+the rest of it).
 """
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ class ReplaySummary:
                 f"target changes: {self.changes} (a followed track replaced by another); locks after nobody: {self.locks}"]
 
 
+BOX_NUMBERS = ("x", "y", "w", "h", "confidence")  # fractions of the frame, and a probability: 0 to 1
+
+
+def _check_box_numbers(detections) -> None:
+    """ProtocolError unless every detection's box and confidence lie in 0..1 (the schema takes any finite
+    number; a box of 1e308 would overflow the person message's area and end the replay)."""
+    for index, item in enumerate(detections):
+        for name in BOX_NUMBERS:
+            if not 0.0 <= item[name] <= 1.0:
+                raise protocol.ProtocolError(f"detections[{index}].{name}: expected a number from 0 to 1, "
+                                             f"found {item[name]!r}")
+
+
 def replay(lines: Iterable[str], tracker: PersonTracker, target_class: str = "person",
            summary: ReplaySummary | None = None) -> Iterator[str]:
     """The `person` line for every readable `detections` line of `lines`."""
@@ -51,6 +65,7 @@ def replay(lines: Iterable[str], tracker: PersonTracker, target_class: str = "pe
             continue
         try:
             message = protocol.decode(line.strip().encode("utf-8"))[1]
+            _check_box_numbers(message["detections"])
             if t_previous is not None and message["t_capture"] < t_previous:
                 raise protocol.ProtocolError(f"t_capture {message['t_capture']} is earlier than the line before's "
                                              f"{t_previous}")

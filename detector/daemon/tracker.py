@@ -9,8 +9,8 @@ so the tracker behaves alike at 30 and at 3 frames per second.
 The target: in `auto` mode the largest person at first; then always that track. While it is unseen
 it is `held` (reported at the motion model's prediction) for `grace_s`, then `lost`. For `relock_s`
 after the last sighting only the same person may be taken again (where its motion model predicts it,
-or, with frames, one whose upper-body colours match); after that the target is forgotten and `auto`
-locks the largest person anew, `manual` nobody until `choose()`.
+or, with frames, one first seen after that sighting whose upper-body colours match); after that the
+target is forgotten and `auto` locks the largest person anew, `manual` nobody until `choose()`.
 """
 from __future__ import annotations
 
@@ -143,6 +143,7 @@ class _TrackState:
         self.track_id = track_id
         self.filter = _Filter(np.array([detection.x, detection.y, detection.w, detection.h]))
         self.t_filter = t          # the time the filter's state refers to
+        self.t_born = t            # first seen: a track seen together with the target is someone else
         self.t_seen = t
         self.t_compared = -math.inf  # when its colours were last compared with the lost target's
         self.detection: Detection | None = detection
@@ -325,9 +326,11 @@ class PersonTracker:
             others = [s.detection for s in self._tracks.values() if s is not target and s.detection is not None]
             self.appearance.learn(frame_bgr, target.detection, others)
         elif self._t - target.t_seen > self.grace_s:
-            # each candidate is looked at every RECHECK_S, not every frame: colours hardly change faster
+            # Only a track first seen after the target's last sighting may be the target come back: one that
+            # was in view together with it is provably someone else, however alike the clothes. Each
+            # candidate is looked at every RECHECK_S, not every frame: colours hardly change faster.
             candidates = [s for s in self._tracks.values() if s is not target and s.detection is not None
-                          and self._t - s.t_compared >= APPEARANCE_RECHECK_S]
+                          and s.t_born > target.t_seen and self._t - s.t_compared >= APPEARANCE_RECHECK_S]
             for candidate in candidates:
                 candidate.t_compared = self._t
             match = self.appearance.best_match(frame_bgr, [s.detection for s in candidates])
