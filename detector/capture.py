@@ -16,6 +16,8 @@ import stat
 import threading
 import time
 from typing import NamedTuple
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import cv2
 import numpy as np
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 REOPEN_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 # Paths that name a V4L2 camera even while it is unplugged (it may come back under the same name).
 CAMERA_PATH = re.compile(r"/dev/video\d+|/dev/v4l/.+")
+# URL schemes of live network streams OpenCV's FFmpeg reads. A file: URL is a recording, played as a file.
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "rtp", "srt",
+                            "mms", "mmsh", "mmst"})
 
 
 class Frame(NamedTuple):
@@ -94,12 +99,22 @@ def _is_character_device(path: str) -> bool:
 
 def source_kind(source: str) -> str:
     """'synthetic', 'camera' (an index like 0, or a V4L2 device path such as /dev/video0 or
-    /dev/v4l/by-id/...), 'url' (rtsp://, http://...) or 'file'."""
+    /dev/v4l/by-id/...), 'url' (a live stream: rtsp://, http://... of STREAM_SCHEMES) or 'file'
+    (a path or a file: URL; anything else too, so that a missing one is refused as a missing file)."""
     if source == "synthetic":
         return "synthetic"
     if source.isdigit() or CAMERA_PATH.fullmatch(source) or _is_character_device(source):
         return "camera"
-    return "url" if "://" in source else "file"
+    scheme = urlsplit(source).scheme.lower() if "://" in source else ""
+    return "url" if scheme in STREAM_SCHEMES else "file"
+
+
+def file_path(source: str) -> str:
+    """The local path a file: URL names (file:///videos/clip%20a.avi: /videos/clip a.avi); any other
+    source as it is. OpenCV would open a file: URL as a stream, reopened at its end forever."""
+    if not source.lower().startswith("file:"):
+        return source
+    return url2pathname(urlsplit(source).path)
 
 
 def request_format(capture, wanted: CameraFormat) -> CameraFormat:
@@ -168,9 +183,9 @@ class LatestFrameCapture:
 
     def __init__(self, source: str, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
                  opener=open_source, frozen_s: float = 1.0):
-        self.source = source
+        self.source = file_path(source)
+        self.kind = source_kind(self.source)
         self.loop = loop
-        self.kind = source_kind(source)
         self.camera_format = camera_format
         self.opener = opener
         # Files and the synthetic clip are played at their own frame rate, like a camera;

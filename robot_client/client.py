@@ -210,12 +210,22 @@ def matching(pattern, expected):
 
 PORT = number_in(1, 65535, kind=int)
 MOTOR_PORT = matching("out[A-D]", "a motor port outA, outB, outC or outD")
+ENDPOINT_SHAPE = matching(r"tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+", "tcp://HOST:PORT or ipc://PATH")
+
+
+def endpoint(text):
+    """An argparse type: a ZeroMQ endpoint whose tcp port, if any, is in 1 to 65535 (as --remote-port's);
+    ZeroMQ would take port 99999 without complaint and the client would wait forever."""
+    ENDPOINT_SHAPE(text)
+    if text.startswith("tcp://") and not 1 <= int(text.rsplit(":", 1)[1]) <= 65535:
+        raise argparse.ArgumentTypeError("expected tcp://HOST:PORT with PORT in 1 to 65535, found {!r}".format(text))
+    return text
 
 
 def parse_args(argv):
     parser = ArgumentParser(prog="robot-client", description="Follow the person robot-detector reports.")
     parser.add_argument("--connect", default="tcp://127.0.0.1:5556",
-                        type=matching(r"tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}|ipc://\S+", "tcp://HOST:PORT or ipc://PATH"),
+                        type=endpoint,
                         help="daemon endpoint, normally the local end of an SSH tunnel (default %(default)s)")
     parser.add_argument("--ssh", metavar="USER@HOST", type=matching(r"[^\s@-][^\s@]*@[^\s@-]\S*", "USER@HOST"),
                         help="open (and supervise) the SSH tunnel to the daemon's PC")

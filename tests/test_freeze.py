@@ -85,6 +85,20 @@ def test_a_repeated_picture_is_frozen_after_frozen_s():
     assert flags_after_change[-4:] == [False] * 4  # a new picture ends the freeze; its own second has not passed
 
 
+@pytest.mark.parametrize("buffers", [2, 3, 4])
+def test_a_driver_cycling_through_its_old_buffers_is_frozen(buffers):
+    """A stuck driver re-delivering its few buffers (A, B, A, B...) was never frozen: each frame was
+    compared only with the picture before it. Frozen frozen_s after the last of them first showed."""
+    rng = np.random.default_rng(3)
+    fresh = [noisy(gradient_scene(), 2.0, rng) for _ in range(5)]
+    stale = [noisy(gradient_scene(), 2.0, rng) for _ in range(buffers)]
+    frames = fresh + stale * (40 // buffers)
+    flags = frozen_flags(frames, 1.0)
+    first = flags.index(True)
+    assert round((first - (len(fresh) + buffers - 1)) * FRAME_S, 6) == 1.0
+    assert all(flags[first:])
+
+
 def test_a_slow_drift_is_change_once_it_adds_up():
     """Compared with the picture as it was when it last changed, not with the frame before: one level
     a frame is change every second frame."""

@@ -727,8 +727,9 @@ def test_a_recording_is_driven_on_only_when_allowed(tmp_path):
     ("--remote-port", ["0", "65536"], ["1", "65535"]),
     ("--run-seconds", ["0", "-1", "inf", "31536001"], ["0.01", "31536000"]),
     ("--left", ["outE", "outb", "B"], ["outA", "outD"]),
-    ("--connect", ["inproc://x", "garbage", "tcp://127.0.0.1"], ["tcp://127.0.0.1:5556", "ipc:///run/r.sock",
-                                                                  "tcp://[::1]:5556"]),
+    ("--connect", ["inproc://x", "garbage", "tcp://127.0.0.1", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:0",
+                   "tcp://[::1]:65536"], ["tcp://127.0.0.1:5556", "ipc:///run/r.sock", "tcp://[::1]:5556",
+                                          "tcp://127.0.0.1:1", "tcp://127.0.0.1:65535"]),
     ("--ssh", ["-oProxyCommand=x@h", "nohost", "a b@c"], ["robot@laptop.local"]),
     ("--ssh-option", ["-p 22", "=x"], ["ServerAliveInterval=5"]),
 ])
@@ -751,7 +752,8 @@ def test_every_option_has_a_range_refused_on_both_sides(capsys, option, refused,
 def test_option_errors_are_one_line_from_the_real_command(tmp_path):
     for argv, words in ((["--turn-gain", "nan"], "--turn-gain: expected a number in (0, 100] %, found 'nan'"),
                         (["--timeout-ms", "3600000"], "--timeout-ms: expected an integer in [50, 1000] ms"),
-                        (["--left", "outC"], "--left and --right are both outC")):
+                        (["--left", "outC"], "--left and --right are both outC"),
+                        (["--connect", "tcp://127.0.0.1:99999"], "PORT in 1 to 65535, found 'tcp://127.0.0.1:99999'")):
         result = subprocess.run([ev3_python(), "-m", "robot_client", "--dry-run", *argv], cwd=ROOT,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr

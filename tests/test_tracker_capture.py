@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from daemon_helpers import write_clip
+from daemon_helpers import Daemon, Listener, write_clip
+from darknet_files import make_params, person_last_layer, write_weights
 from detector.capture import (CameraFormat, CaptureFailed, LatestFrameCapture, camera_device, request_format,
                                      source_kind)
 
@@ -111,7 +112,32 @@ def test_source_kinds(tmp_path):
     assert source_kind(str(tmp_path / "clip.avi")) == "file"
     assert source_kind(str(tmp_path / "missing.mp4")) == "file"
     assert source_kind("rtsp://cam.local/stream") == "url"
+    assert source_kind("HTTPS://cam.local/video.mjpg") == "url"
+    assert source_kind("file:///videos/clip.avi") == "file"  # a recording: played once, never live
+    assert source_kind("nosuch://x") == "file"  # refused as a missing file, not opened as a stream
     assert source_kind("synthetic") == "synthetic"
+
+
+def test_a_file_url_is_a_recording_played_once_by_the_real_daemon(tmp_path):
+    """A file:// source was classed as a live stream: the daemon said live: true (the client drove
+    without --allow-recorded) and reopened the clip at its end forever. It is a file: live: false, and
+    the clip ends; a missing one is refused like a missing path."""
+    clip = write_clip(tmp_path / "a clip.avi", frames=5, fps=10)
+    weights = tmp_path / "p.weights"
+    write_weights(weights, make_params("yolov1-tiny", 1, person_last_layer("yolov1-tiny", .5, .5, .2, .2)))
+    with Daemon("--source", clip.as_uri(), "--weights", weights, http=False) as daemon:
+        listener = Listener(daemon.pub, topics=["status"])
+        try:
+            assert listener.wait_for(lambda l: any(s["state"] == "camera_lost" for s in l.of("status")), 60)
+            time.sleep(1.5)  # a replay would hand out more frames here
+        finally:
+            listener.close()
+    statuses = listener.of("status")
+    assert statuses and all(s["live"] is False for s in statuses), statuses
+    assert statuses[-1]["frames"] + statuses[-1]["dropped"] == 5, statuses[-1]
+    assert "ended after 5 frames" in daemon.stderr, daemon.stderr
+    missing = Daemon("--source", (tmp_path / "missing.avi").as_uri(), "--weights", weights, http=False).start()
+    assert missing.wait(60) == 78 and "missing.avi does not exist" in missing.stderr, missing.stderr
 
 
 def test_a_by_id_path_is_resolved_again_at_every_open(tmp_path):

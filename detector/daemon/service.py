@@ -18,7 +18,7 @@ import numpy as np
 from robot_client import protocol
 from robot_client.sdnotify import Notifier
 
-from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, source_kind
+from ..capture import CameraFormat, CaptureFailed, LatestFrameCapture, describe_source, file_path, source_kind
 from .config import Config
 from ..model.builder import PredictorSpec, build_predictor, load
 from ..errors import EX_CONFIG, EX_FAILURE, UserError
@@ -82,7 +82,7 @@ class Service:
     def __init__(self, config: Config, model=None):
         """`model`: an already loaded Model (benchmarks); by default it comes from `config`."""
         self.config = config
-        self.source = "synthetic" if config.demo else config.source
+        self.source = "synthetic" if config.demo else file_path(config.source)  # a file: URL is a file
         if source_kind(self.source) == "file" and not Path(self.source).is_file():
             raise UserError(f"video source {self.source} does not exist: expected a camera index (0), a video "
                             "file, an rtsp:// or http:// URL, or 'synthetic'", EX_CONFIG)
