@@ -191,3 +191,57 @@ def test_bad_datasets_and_damaged_label_files(tmp_path, dataset):
         status, answer = request(server.url + "/api/labels", {"name": "000002.jpg", "version": state["version"],
                                  "boxes": []})
         assert status == 409 and "fix the file" in answer["error"] and snapshot(dataset) == before
+
+
+def test_undo_never_overwrites_another_programs_change(dataset):
+    with LabelServer(dataset, "--http", "127.0.0.1:0") as server:
+        version = request(server.url + "/api/labels?name=000001.jpg")[1]["version"]
+        status, state = request(server.url + "/api/labels", {"name": "000001.jpg", "version": version,
+                                "boxes": [{"class_id": 0, "box": [0.5, 0.5, 0.2, 0.4]}]})
+        assert status == 200, state
+        editor_text = "0 0.1 0.1 0.1 0.1\n0 0.9 0.9 0.1 0.1\n"
+        (dataset / "labels" / "000001.txt").write_text(editor_text)  # an editor, after the page's change
+        status, state = request(server.url + "/api/labels?name=000001.jpg")  # the page reloads: shows the editor's
+        assert status == 200 and len(state["boxes"]) == 2 and state["undo"] == 1
+        before = snapshot(dataset)
+        status, answer = request(server.url + "/api/undo", {"name": "000001.jpg", "version": state["version"]})
+        assert status == 409 and "no longer what this page's last change wrote" in answer["error"], answer
+        assert snapshot(dataset) == before and labels_text(dataset, "000001") == editor_text
+        # a change made on the editor's file can be undone, back to the editor's text
+        status, state = request(server.url + "/api/labels", {"name": "000001.jpg", "version": state["version"],
+                                "boxes": []})
+        assert status == 200 and labels_text(dataset, "000001") == ""
+        status, state = request(server.url + "/api/undo", {"name": "000001.jpg", "version": state["version"]})
+        assert status == 200 and labels_text(dataset, "000001") == editor_text
+
+
+def test_images_sharing_a_label_file_are_refused_at_start(dataset):
+    (dataset / "images" / "000001.png").write_bytes((dataset / "images" / "000001.jpg").read_bytes())
+    before = snapshot(dataset)
+    result = run_cli("label", dataset, "--http", "127.0.0.1:0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and "000001.jpg" in message and "000001.png" in message, message
+    assert "shares its label file" in message and "000001.txt" in message
+    assert snapshot(dataset) == before
+
+
+def test_unreadable_label_files_are_shown_not_overwritten(dataset):
+    (dataset / "labels" / "000002.txt").write_bytes(b"2 0.5 0.5 0.2 0.2\xff\xfe\n")
+    (dataset / "labels" / "000003.txt").unlink()
+    (dataset / "labels" / "000003.txt").mkdir()  # a folder where the label file belongs
+    with LabelServer(dataset, "--http", "127.0.0.1:0") as server:
+        status, summary = request(server.url + "/api/dataset")
+        assert status == 200 and len(summary["images"]) == len(LABELS)
+        before = snapshot(dataset)
+        for name, words in (("000002.jpg", "not UTF-8 text"), ("000003.jpg", "cannot be read")):
+            status, state = request(server.url + f"/api/labels?name={name}")
+            assert status == 200 and words in state["problem"], state
+            status, answer = request(server.url + "/api/labels", {"name": name, "version": state["version"],
+                                     "boxes": []})
+            assert status == 409 and words in answer["error"], answer
+            status, answer = request(server.url + "/api/undo", {"name": name, "version": state["version"]})
+            assert status == 409, answer
+        assert snapshot(dataset) == before and (dataset / "labels" / "000003.txt").is_dir()
+        errors = server.stop()
+    assert "Traceback" not in errors, errors

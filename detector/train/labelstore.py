@@ -5,12 +5,14 @@ image, and the name is looked up among the images found at start, never joined o
 image NAME (images/NAME.jpg):
 - labels/NAME.txt: Darknet's label file (format: labels.py), replaced atomically;
 - labels/NAME.review.json: {"reviewed": bool, "reviewed_at": ISO time or null, "history": [...]}, the
-  history holding the earlier states ({"labels": text or null when there was no file, "reviewed"}),
-  newest last, for undo;
+  history holding the earlier states ({"labels": text or null when there was no file, "reviewed",
+  "wrote": a hash of the text that change wrote}), newest last, for undo;
 - labels/NAME.detections.json (read only): what `collect` knew about the pre-filled boxes.
 
 Every change names the version of the label file it was made on (its mtime and a hash of its text);
 when another program changed the file since, the change is refused (Conflict), never merged over it.
+Undo also needs the file to be still what the page's last change wrote: the history holds only the
+page's own states, so undoing over another program's text would lose that text.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..model.classnames import read_names
-from .dataset import IMAGE_EXTENSIONS, label_path_for
+from .dataset import IMAGE_EXTENSIONS, DatasetError, label_path_for
 from .labels import (DETECTIONS_SUFFIX, REVIEW_SUFFIX, LabelBoxes, coordinate_problem, format_label_lines,
                      parse_label_text, sidecar_path)
 
@@ -57,21 +59,33 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: Path) -> tuple:
+    """(the file's text or None when there is no file, None or why it cannot be read as UTF-8 text)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), None
     except FileNotFoundError:
-        return None
+        return None, None
+    except UnicodeDecodeError as error:
+        return None, f"not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8 or delete it"
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror}); make it a readable text file or remove it"
+
+
+def _text_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def version_of(path: Path) -> str:
-    """'MTIME_NS:HASH' of a label file, or 'none' when it does not exist."""
+    """'MTIME_NS:HASH' of a label file, 'none' when it does not exist, 'unreadable:ERRNO' when it
+    cannot be read (a folder, no permission)."""
     try:
         data = path.read_bytes()
         mtime_ns = path.stat().st_mtime_ns
     except FileNotFoundError:
         return "none"
-    return f"{mtime_ns}:{hashlib.sha256(data).hexdigest()[:16]}"
+    except OSError as error:
+        return f"unreadable:{error.errno}"
+    return f"{mtime_ns}:{_text_hash(data)}"
 
 
 def parse_boxes(items, class_count: int) -> LabelBoxes:
@@ -122,10 +136,17 @@ class LabelStore:
         if not paths:
             raise UserError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) to label")
         self.images = {p.relative_to(images_dir).as_posix(): p for p in paths}
+        image_of_label = {}
         for name, path in self.images.items():
-            if label_path_for(path) != (self.root / "labels" / name).with_suffix(".txt"):
+            label_path = label_path_for(path)
+            if label_path != (self.root / "labels" / name).with_suffix(".txt"):
                 raise UserError(f"{path}: an images/ folder inside images/ puts this image's label file outside "
                                 f"{self.root / 'labels'} (Darknet's rule); move the image or rename that folder")
+            if label_path in image_of_label:
+                raise DatasetError(path, f"shares its label file {label_path} with {image_of_label[label_path]} "
+                                         "(Darknet's rule: same name, extension .txt), so saving one would replace "
+                                         "the other's labels; rename or remove one of the two images")
+            image_of_label[label_path] = path
         self._lock = threading.Lock()
 
     # --- paths, only ever from a known name ---
@@ -143,7 +164,7 @@ class LabelStore:
 
     # --- reading ---
     def _review(self, name: str) -> dict:
-        text = _read_text(self._sidecar(name, REVIEW_SUFFIX))
+        text, _ = _read_text(self._sidecar(name, REVIEW_SUFFIX))
         try:
             record = json.loads(text) if text else {}
         except ValueError:
@@ -154,7 +175,7 @@ class LabelStore:
     def _confidences(self, name: str) -> list:
         """[(class id, box, confidence)] that collect recorded, or []."""
         try:
-            record = json.loads(_read_text(self._sidecar(name, DETECTIONS_SUFFIX)) or "{}")
+            record = json.loads(_read_text(self._sidecar(name, DETECTIONS_SUFFIX))[0] or "{}")
             return [(int(b["class_id"]), [float(v) for v in b["box"]], float(b["confidence"]))
                     for b in record.get("boxes", [])]
         except (ValueError, TypeError, KeyError, AttributeError):
@@ -165,8 +186,8 @@ class LabelStore:
         still the one collect wrote), whether it was reviewed, and the label file's version."""
         label_path = self.label_path(name)
         version = version_of(label_path)
-        text = _read_text(label_path) or ""
-        labels, problems = parse_label_text(text, len(self.class_names))
+        text, unreadable = _read_text(label_path)
+        labels, problems = parse_label_text(text or "", len(self.class_names))
         known = self._confidences(name)
         boxes = []
         for class_id, box in zip(labels.class_ids.tolist(), labels.boxes_norm.astype(np.float64).tolist()):
@@ -175,13 +196,14 @@ class LabelStore:
         review = self._review(name)
         return {"name": name, "version": version, "boxes": boxes, "reviewed": review["reviewed"],
                 "undo": len(review["history"]),
-                "problem": f"{label_path}:{problems[0][0]}: {problems[0][1]}" if problems else None}
+                "problem": f"{label_path}: {unreadable}" if unreadable
+                else f"{label_path}:{problems[0][0]}: {problems[0][1]}" if problems else None}
 
     def summary(self) -> list:
         """One entry per image for the page's list, counter and filters."""
         entries = []
         for name in self.images:
-            labels, _ = parse_label_text(_read_text(self.label_path(name)) or "", len(self.class_names))
+            labels, _ = parse_label_text(_read_text(self.label_path(name))[0] or "", len(self.class_names))
             entries.append({"name": name, "reviewed": self._review(name)["reviewed"],
                             "classes": sorted(set(labels.class_ids.tolist())), "boxes": len(labels)})
         return entries
@@ -197,7 +219,10 @@ class LabelStore:
         return label_path
 
     def _problem_free(self, name: str, label_path: Path) -> None:
-        _, problems = parse_label_text(_read_text(label_path) or "", len(self.class_names))
+        text, unreadable = _read_text(label_path)
+        if unreadable:
+            raise RequestError(409, f"{label_path}: {unreadable} (the page does not overwrite a file it cannot read)")
+        _, problems = parse_label_text(text or "", len(self.class_names))
         if problems:
             number, problem = problems[0]
             raise RequestError(409, f"{label_path}:{number}: {problem}; fix the file in a text editor first "
@@ -213,14 +238,16 @@ class LabelStore:
             label_path = self._check_version(name, version)
             self._problem_free(name, label_path)
             review = self._review(name)
-            review["history"] = (review["history"] + [{"labels": _read_text(label_path),
-                                                       "reviewed": review["reviewed"]}])[-HISTORY_LIMIT:]
+            text = format_label_lines(labels)
+            earlier = {"labels": _read_text(label_path)[0], "reviewed": review["reviewed"],
+                       "wrote": _text_hash(text.encode("utf-8"))}
+            review["history"] = (review["history"] + [earlier])[-HISTORY_LIMIT:]
             if reviewed is not None:
                 review["reviewed"] = reviewed
                 review["reviewed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if reviewed else None
             # the record first: a change is never on disk without the way back
             _atomic_write(self._sidecar(name, REVIEW_SUFFIX), json.dumps(review) + "\n")
-            _atomic_write(label_path, format_label_lines(labels))
+            _atomic_write(label_path, text)
         return self.state(name)
 
     def undo(self, name: str, version) -> dict:
@@ -230,6 +257,11 @@ class LabelStore:
             review = self._review(name)
             if not review["history"]:
                 raise RequestError(409, f"nothing to undo for {name}: this page has not changed it")
+            current, _ = _read_text(label_path)
+            if current is None or review["history"][-1].get("wrote") != _text_hash(current.encode("utf-8")):
+                raise RequestError(409, f"{label_path} is no longer what this page's last change wrote: another "
+                                        "program changed it since, and undo would lose that change; nothing was "
+                                        "undone (change the boxes on the page instead)")
             earlier = review["history"].pop()
             if earlier.get("labels") is None:
                 label_path.unlink(missing_ok=True)
