@@ -279,6 +279,8 @@ class LatestFrameCapture:
                 self.t_alive = time.monotonic()
                 attempt += 1
                 continue
+            if self.freeze and self.lost_reason != "frozen":
+                self.freeze.reopened(time.monotonic())
             fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
             period = 1.0 / fps if self.pace and 0 < fps < 1000 else 0.0
             next_due = time.monotonic()

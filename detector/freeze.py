@@ -46,6 +46,14 @@ class FreezeWatch:
         self._recent: list[np.ndarray] = []  # the last distinct pictures, newest first
         self._t_new = 0.0  # time.monotonic() of the last frame that showed a new picture
 
+    def reopened(self, t_monotonic: float) -> None:
+        """The source was reopened after it was lost (not after it froze): its pictures are judged
+        from now on, so a stream that restarts at a picture it showed before the loss (a looping
+        test pattern, a still scene without noise) is not frozen at its first frame; one that comes
+        back still is frozen `frozen_s` later. After a freeze no reset: it stays frozen until a new
+        picture comes."""
+        self._t_new = t_monotonic
+
     def frozen(self, image: np.ndarray, t_monotonic: float) -> bool:
         if not any(same_picture(image, picture) for picture in self._recent):
             self._recent = [image] + self._recent[:RECENT_PICTURES - 1]

@@ -99,6 +99,30 @@ def test_a_driver_cycling_through_its_old_buffers_is_frozen(buffers):
     assert all(flags[first:])
 
 
+def test_a_stream_restarting_at_a_picture_seen_before_its_loss_is_not_frozen_at_once():
+    """A looping camera (the soak's test pattern) lost for 3 s comes back at its first picture, which
+    was among the last ones before the loss: judged against the old time it was 'frozen' at its first
+    frame, and every reopen then met the same picture again (the daemon never recovered). After a
+    loss the pictures are judged from the reopen; one that comes back still is frozen frozen_s later."""
+    rng = np.random.default_rng(4)
+    pattern = [noisy(gradient_scene(), 2.0, rng) for _ in range(6)]
+    watch = FreezeWatch(1.0)
+    assert not any(watch.frozen(image, index * FRAME_S) for index, image in enumerate(pattern[2:] + pattern[:2]))
+    t_back = 4.0  # the stream restarts at pattern[0], which is among the last four pictures
+    stale = FreezeWatch(1.0)
+    for index, image in enumerate(pattern[2:] + pattern[:2]):
+        stale.frozen(image, index * FRAME_S)
+    assert stale.frozen(pattern[0], t_back)  # without the reopen: frozen at the first frame
+    watch.reopened(t_back)
+    assert not any(watch.frozen(image, t_back + index * FRAME_S) for index, image in enumerate(pattern * 3))
+    still = FreezeWatch(1.0)
+    for index, image in enumerate(pattern):
+        still.frozen(image, index * FRAME_S)
+    still.reopened(t_back)  # it comes back showing its last picture, and only that
+    flags = [still.frozen(pattern[-1], t_back + index * FRAME_S) for index in range(15)]
+    assert flags.index(True) * FRAME_S == pytest.approx(1.0) and all(flags[10:])
+
+
 def test_a_slow_drift_is_change_once_it_adds_up():
     """Compared with the picture as it was when it last changed, not with the frame before: one level
     a frame is change every second frame."""
