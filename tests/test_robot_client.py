@@ -703,8 +703,11 @@ def test_a_recording_is_driven_on_only_when_allowed(tmp_path):
     try:
         assert allowed.wait_for(lambda: len(run_timed_commands(allowed, "outB")) >= 10, 60), \
             (tmp_path / "allowed.log").read_text()
+        # the blocked client says why once a status of this run has reached it (a subscriber that
+        # joined late may have missed the first and waits for the next heartbeat)
+        assert blocked.wait_for(lambda: "the daemon's source is a recording" in (tmp_path / "blocked.log").read_text(),
+                                10), (tmp_path / "blocked.log").read_text()
         assert run_timed_commands(blocked, "outB") == [] and blocked.last("outB", "command") == "stop"
-        assert "the daemon's source is a recording" in (tmp_path / "blocked.log").read_text()
         statuses, persons = listener.of("status"), listener.of("person")
         assert statuses and all(s["live"] is False and not s["demo"] for s in statuses)
         run_ids = {m["run_id"] for m in statuses + persons + listener.of("detections")}
