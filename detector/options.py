@@ -380,6 +380,8 @@ OPTIONS = (
        metavar="ALPHA"),
     _o("freeze", "keep the first N cfg layers fixed", "train", "int", default=0, low=0, high=1000, metavar="N"),
     _o("device", "where training runs: cpu, gpu, gpu:N or auto", "train", default="cpu", check=_device),
+    _o("image_cache_mb", "decoded training images kept in memory (0: decode each time it is drawn)", "train", "int",
+       default=256, low=0, high=10**6, unit="MiB", metavar="MIB"),
     _o("seed", "random initialisation, sampling and augmentation seed", "train", "int", default=0, low=0,
        high=2**32 - 1),
 

@@ -7,7 +7,7 @@ import pytest
 
 from dataset_files import write_darknet_folder, write_voc
 from detector.errors import UserError
-from detector.train.dataset import label_path_for, load_dataset
+from detector.train.dataset import DecodedImages, label_path_for, load_dataset
 
 
 def snapshot(root):
@@ -120,3 +120,23 @@ def test_truncated_image_is_a_clear_error_when_read(tmp_path):
     with pytest.raises(UserError, match=r"a\.png: cannot read this image"):
         dataset[0]
     assert os.path.getsize(image) == 40
+
+
+def test_decoded_images_are_kept_up_to_the_budget_and_read_only(tmp_path):
+    root = write_darknet_folder(tmp_path / "data", {"a.png": "0 0.5 0.5 0.2 0.4\n", "b.png": "", "c.png": ""})
+    dataset = load_dataset(root)
+    one_image = dataset[0].image_bgr.nbytes  # 64x48x3: every image of the folder has this size
+    images = DecodedImages(dataset, budget_bytes=2 * one_image + 10)
+    first = [images[index] for index in range(3)]
+    for index, sample in enumerate(first):
+        np.testing.assert_array_equal(sample.image_bgr, dataset[index].image_bgr)
+        assert sample.path == dataset[index].path
+        np.testing.assert_array_equal(sample.labels.boxes_norm, dataset[index].labels.boxes_norm)
+    assert images[0].image_bgr is first[0].image_bgr and images[1].image_bgr is first[1].image_bgr
+    assert images[2].image_bgr is not first[2].image_bgr  # over the budget: decoded again
+    assert images.kept_bytes == 2 * one_image
+    with pytest.raises(ValueError, match="read-only"):
+        images[0].image_bgr[0, 0, 0] = 1
+    (root / "images" / "c.png").unlink()  # an image not kept still reports a missing file clearly
+    with pytest.raises(UserError, match="c.png: cannot read this image"):
+        images[2]

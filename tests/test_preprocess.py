@@ -58,6 +58,7 @@ def camera_frame(height, width, seed):
     (1, 1, 448, 448), (5, 1, 448, 448), (1, 9, 448, 448),  # one pixel wide or high
     (100, 37, 448, 448), (3, 2, 7, 5),  # upscaling, odd sizes
     (600, 449, 448, 448), (31, 700, 13, 29),  # one pixel more than the output; non-square output
+    (448, 448, 448, 448), (29, 13, 13, 29),  # already the input size (training's augmented images)
 ])
 def test_resize_is_darknets(height, width, out_w, out_h):
     frame_bgr = np.random.default_rng(height * 1000 + width).integers(0, 256, (height, width, 3), dtype=np.uint8)

@@ -89,3 +89,34 @@ def test_a_terminal_gets_one_bar_rewritten_in_place_and_a_log_gets_about_twenty_
                              "Any Obj 0.0625, count 3) lr 0.001 20.0 images/s")
     done = DoneRecord("o", 6, 3, "", None)
     assert ConsoleReport(as_json=False, tty=True).lines(done) == []  # only --json shows the summary
+
+
+def test_batches_run_ahead_on_their_own_thread_and_surface_its_error(tmp_path, small):
+    """`ahead` (the frozen layers) runs on each drawn batch on a second thread; the step receives
+    its output with the batch's labels, and an error there reaches the step instead of a hang."""
+    import threading
+    from dataset_files import write_darknet_folder
+    from detector.train.dataset import load_dataset
+    from detector.train.trainer import _Batches
+    cfg, net = small
+    dataset = load_dataset(write_darknet_folder(tmp_path / "data", {"a.png": "0 0.5 0.5 0.2 0.4\n", "b.png": ""}))
+    calls = []
+
+    def ahead(blob):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise RuntimeError("the frozen layers failed")
+        return blob.sum(axis=(1, 2, 3))
+
+    batches = _Batches(dataset, net.spec, TrainOptions(str(tmp_path), batch=2), np.random.default_rng(0), ahead)
+    try:
+        for _ in range(2):
+            features, labels = batches.next()
+            assert features.shape == (2,) and len(labels) == 2
+            assert sorted(len(boxes) for boxes in labels) == [0, 1]  # one pass over both images per batch
+        with pytest.raises(RuntimeError, match="the frozen layers failed"):
+            batches.next()
+    finally:
+        batches.close()
+    assert set(calls) == {"train-ahead"}
+    assert not any(thread.is_alive() for thread in batches.threads)

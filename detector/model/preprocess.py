@@ -49,6 +49,8 @@ def axis_taps(size_in: int, size_out: int, last_from_edge: bool) -> AxisTaps:
 
 def to_blob(frame_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W, 3) uint8 BGR frame -> (1, 3, height, width) float32 RGB blob in [0, 1]."""
+    if frame_bgr.shape[1] == width and frame_bgr.shape[0] == height:
+        return _unresized_blob(frame_bgr)
     columns = axis_taps(frame_bgr.shape[1], width, last_from_edge=True)
     rows = axis_taps(frame_bgr.shape[0], height, last_from_edge=False)
     # The 1/255 is folded into the row weights: the resize is linear, so this equals resizing
@@ -73,3 +75,15 @@ def resize_bgr(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
         return image_bgr
     rgb01 = to_blob(image_bgr, width, height)[0]
     return np.clip(np.rint(rgb01[::-1].transpose(1, 2, 0) * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def _unresized_blob(frame_bgr: np.ndarray) -> np.ndarray:
+    """to_blob at the frame's own size (training's augmented images): Darknet's resize then samples
+    every pixel with weight 1 and its neighbour with weight 0, so the result is byte x float32(1/255),
+    bit for bit, without the gathers."""
+    height, width = frame_bgr.shape[:2]
+    blob = np.empty((1, 3, height, width), np.float32)
+    scale = np.float32(1.0) / np.float32(255.0)
+    for channel, plane in enumerate(cv2.split(frame_bgr)[::-1]):
+        np.multiply(plane, scale, out=blob[0, channel], dtype=np.float32)
+    return blob

@@ -58,6 +58,30 @@ class Dataset(Sequence):
         return Sample(read_image_bgr(path), self.labels[index], str(path))
 
 
+class DecodedImages(Sequence):
+    """A dataset whose decoded images stay in memory, up to `budget_bytes` of them (the first read;
+    training draws at random, so which ones are kept does not matter). Decoding a 640x480 PNG costs
+    about as much CPU as augmenting it (docs/measurements/training.md). Kept images are read-only,
+    so an augmentation that wrote into its input would fail loudly instead of corrupting the cache."""
+
+    def __init__(self, dataset: Dataset, budget_bytes: int):
+        self.dataset, self.budget_bytes = dataset, budget_bytes
+        self.kept, self.kept_bytes = {}, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample:
+        image_bgr = self.kept.get(index)
+        if image_bgr is None:
+            image_bgr = read_image_bgr(self.dataset.image_paths[index])
+            if self.kept_bytes + image_bgr.nbytes <= self.budget_bytes:
+                image_bgr.flags.writeable = False
+                self.kept[index] = image_bgr
+                self.kept_bytes += image_bgr.nbytes
+        return Sample(image_bgr, self.dataset.labels[index], str(self.dataset.image_paths[index]))
+
+
 def read_image_bgr(path) -> np.ndarray:
     image_bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image_bgr is None:

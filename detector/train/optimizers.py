@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CHUNK_ELEMENTS = 1 << 14  # 64 KiB of float32: the six pieces of an Adam step fit a core's L2 cache
+CHUNK_ELEMENTS = 1 << 17  # 512 KiB of float32; Adam on 18.4M values, 1 thread: 2^14 46 ms, 2^17 37 ms (fewer calls)
 
 
 class _Pieces:

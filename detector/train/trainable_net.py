@@ -71,9 +71,22 @@ class TrainableNet(TinyYoloV1):
             return F.dropout(x, layer.probability)
         return super().layer_forward(index, x)
 
+    @property
+    def ahead(self):
+        """What the trainer may run on its batch thread, ahead of each step, or None: the frozen
+        layers when onnxruntime runs them (a session any thread may call). `step_forward` takes
+        its output."""
+        return self.frozen_features if self._frozen_session is not None else None
+
+    def step_forward(self, inputs):
+        """The training step's forward pass, from the network's input or, where `ahead` ran, from its output."""
+        return self._forward_trained(inputs) if self._frozen_session is not None else self(inputs)
+
     def forward(self, x):
-        if self.frozen:
-            x = chainer.Variable(self.frozen_features(x), requires_grad=False)
+        return self._forward_trained(self.frozen_features(x) if self.frozen else x)
+
+    def _forward_trained(self, features):
+        x = chainer.Variable(features, requires_grad=False) if self.frozen else features
         for index in range(self.frozen, len(self.spec.layers)):
             x = self.layer_forward(index, x)
         return x

@@ -35,7 +35,7 @@ from ..model.preprocess import to_blob
 from ..model.weight_formats import is_seed_npz, read_header, save_darknet
 from ..model.weights_store import load_model
 from .augment import AugmentParams, make_augmenter
-from .dataset import load_dataset
+from .dataset import DecodedImages, load_dataset
 from .evaluate import detect_all, evaluate_detections
 from .labels import LabelBoxes, Sample
 from .objective import BatchStatistics, detection_loss
@@ -56,6 +56,7 @@ ADAM_FINAL_SCALE = 0.1
 DEFAULT_ITERATIONS = 1000
 CHECKPOINT_EVERY_S = 120.0
 DEFAULT_CFG = "yolov1-tiny"
+DEFAULT_IMAGE_CACHE_MB = 256  # a few hundred camera frames: a fine-tuning set
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class TrainOptions:
     val: str | None = None          # held-out dataset, evaluated at the end (and every eval_every)
     eval_every: int = 0
     checkpoint_every_s: float = CHECKPOINT_EVERY_S
+    image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB  # decoded training images kept in memory
 
 
 @dataclass(frozen=True)
@@ -133,19 +135,49 @@ def _device(choice: str) -> str:
 
 
 class _Batches:
-    """Draws, augments and converts batches on a background thread, one batch ahead."""
+    """Draws, augments and converts batches on a background thread, two batches ahead. `ahead`, if
+    given (TrainableNet.ahead: the frozen layers on onnxruntime), runs on each batch's input on a
+    second thread, so that drawing, the frozen layers and the training step overlap on the cores
+    (docs/measurements/training.md). Each item is (the input of the step's forward pass, the labels)."""
 
-    def __init__(self, dataset, spec: NetworkSpec, options: TrainOptions, rng):
-        self.dataset, self.spec, self.rng, self.batch = dataset, spec, rng, options.batch
+    def __init__(self, dataset, spec: NetworkSpec, options: TrainOptions, rng, ahead=None):
+        self.dataset, self.spec, self.rng, self.batch, self.ahead = dataset, spec, rng, options.batch, ahead
         detection, training = spec.detection, spec.training
         params = AugmentParams(spec.width, spec.height, jitter=detection.jitter, saturation=training.saturation,
                                exposure=training.exposure, hue=training.hue)
         self.augment = make_augmenter(options.augment, params, rng, options.mixup)
         self.order = []
-        self.queue = queue.Queue(maxsize=2)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="train-batches", daemon=True)
-        self.thread.start()
+        self.threads = []
+        drawn = self._start(self._drawn, "train-batches")
+        self.queue = drawn if ahead is None else self._start(lambda: self._ahead_of(drawn), "train-ahead")
+
+    def _start(self, produce, name: str) -> queue.Queue:
+        """A thread putting each item of the generator `produce()` on a new queue; an error ends
+        it and is queued as the last item."""
+        out = queue.Queue(maxsize=2)
+
+        def run() -> None:
+            try:
+                for item in produce():
+                    if not self._put(out, item):
+                        return
+            except Exception as error:  # surfaced in the training thread, which owns error reporting
+                self._put(out, error)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return out
+
+    def _put(self, out: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _next_index(self) -> int:
         if not self.order:
@@ -161,20 +193,22 @@ class _Batches:
         return Sample(sample.image_bgr, LabelBoxes(labels.class_ids[order], labels.boxes_norm[order],
                                                    labels.weights[order]), sample.path)
 
-    def _run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                samples = [self._sample() for _ in range(self.batch)]
-                blob = np.concatenate([to_blob(s.image_bgr, self.spec.width, self.spec.height) for s in samples])
-                item = (blob, [s.labels for s in samples])
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except Exception as error:  # surfaced in the training thread, which owns error reporting
-            self.queue.put(error)
+    def _drawn(self):
+        while True:
+            samples = [self._sample() for _ in range(self.batch)]
+            blob = np.concatenate([to_blob(s.image_bgr, self.spec.width, self.spec.height) for s in samples])
+            yield blob, [s.labels for s in samples]
+
+    def _ahead_of(self, drawn: queue.Queue):
+        while not self.stop.is_set():
+            try:
+                item = drawn.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, Exception):
+                raise item
+            blob, labels = item
+            yield self.ahead(blob), labels
 
     def next(self) -> tuple:
         item = self.queue.get()
@@ -184,7 +218,8 @@ class _Batches:
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        for thread in self.threads:
+            thread.join(timeout=5)
 
 
 class _NetEngine:
@@ -272,11 +307,11 @@ def make_optimizer(parameters, training: TrainingParams, options: TrainOptions, 
 
 
 def update(net: TrainableNet, optimizer, batch: tuple, detection, rate: float) -> tuple:
-    """One iteration on `batch` (blob, labels): forward, the batch-mean detection cost, and, when
-    that is finite, backward and one optimizer step at `rate`. Returns (the cost, the detection
-    layer's BatchStatistics of the batch)."""
-    blob, labels = batch
-    loss, targets = detection_loss(net(net.xp.asarray(blob)), labels, detection)
+    """One iteration on `batch` (the trained layers' input, labels): forward, the batch-mean
+    detection cost, and, when that is finite, backward and one optimizer step at `rate`. Returns
+    (the cost, the detection layer's BatchStatistics of the batch)."""
+    inputs, labels = batch
+    loss, targets = detection_loss(net.step_forward(net.xp.asarray(inputs)), labels, detection)
     value = float(loss.array)
     if math.isfinite(value):
         net.cleargrads()
@@ -338,7 +373,8 @@ def train(options: TrainOptions, report=None) -> TrainResult:
                  spec.name, model.source, run.dataset.source, len(run.dataset), run.iterations, options.batch,
                  options.optimizer, run.device, options.freeze,
                  f" (run by {net.frozen_engine})" if options.freeze else "")
-        batches = _Batches(run.dataset, spec, options, np.random.default_rng(options.seed))
+        images = DecodedImages(run.dataset, options.image_cache_mb << 20)
+        batches = _Batches(images, spec, options, np.random.default_rng(options.seed), net.ahead)
         checkpoints = Checkpoints(net, model.source, run.out, options.checkpoint_every_s)
         throughput = Throughput()
         evaluations, detections = [], []
