@@ -1,7 +1,7 @@
 """Why does the trainer learn less per image than a plain loop? (issue 19 item 5)
 
-On generated shapes (3 classes) at 112x112 with a v1 cfg without batch norm, from random
-initialisation, each row trains for the same number of images and reports mAP@0.5 on held-out
+On generated shapes, or the differently generated scenes (`--set scenes`), 3 classes each, at
+112x112 with a v1 cfg without batch norm, from random initialisation, each row trains for the same number of images and reports mAP@0.5 on held-out
 images, the median of several seeds: the plain reference loop (scripts/reference_loop.py) and
 `train()` with one candidate changed at a time (augmentation strength, weight decay, schedule,
 batch). Results: docs/measurements/training.md.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from detector.train import augment, shapes, trainer
 from detector.train.trainer import TrainOptions, train
+from generated_sets import write_scenes
 from reference_loop import reference_train
 
 SIZE = 112
@@ -79,7 +80,14 @@ ROWS = {
     "train, default with jitter 0.1, no corruptions, batch 16": _trainer_row(jitter=0.1, corruptions=False),
     "train, flips only, --decay 0, constant rate, batch 16": _trainer_row(jitter=0.0, colour=False, corruptions=False,
                                                                           decay=0.0, constant_rate=True),
+    "train, flips only (batch 8)": _trainer_row(batch=8, jitter=0.0, colour=False, corruptions=False),
+    "train, default without corruptions (batch 8)": _trainer_row(batch=8, corruptions=False),
+    "train, default without HSV (batch 8)": _trainer_row(batch=8, colour=False),
+    "train, default with jitter 0.1 (batch 8)": _trainer_row(batch=8, jitter=0.1),
 }
+
+
+SETS = {"shapes": shapes.write_dataset, "scenes": write_scenes}  # scenes: scripts/generated_sets.py
 
 
 def main() -> None:
@@ -88,13 +96,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-images", type=int, default=1200)
     parser.add_argument("--rows", type=int, nargs="*", help="row numbers (0-based) to run; default all")
+    parser.add_argument("--set", choices=tuple(SETS), default="shapes", help="which generated set (3 classes each)")
     args = parser.parse_args()
     names = list(ROWS) if args.rows is None else [list(ROWS)[i] for i in args.rows]
     results = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        shapes.write_dataset(folder / "train", args.train_images, seed=1, width=SIZE, height=SIZE)
-        shapes.write_dataset(folder / "val", 150, seed=2, width=SIZE, height=SIZE)
+        SETS[args.set](folder / "train", args.train_images, seed=1, width=SIZE, height=SIZE)
+        SETS[args.set](folder / "val", 150, seed=2, width=SIZE, height=SIZE)
         for seed in args.seeds:  # seeds outermost: an interrupted run still has every row for the first seeds
             for name in names:
                 started = time.perf_counter()
@@ -102,7 +111,8 @@ def main() -> None:
                 results[name].append(value)
                 print(json.dumps({"row": name, "seed": seed, "map": round(value, 4),
                                   "s": round(time.perf_counter() - started)}), flush=True)
-    print(f"\n{args.images} images per run ({args.train_images} training images, 150 held out), seeds {args.seeds}\n")
+    print(f"\n{args.set}: {args.images} images per run ({args.train_images} training images, 150 held out), "
+          f"seeds {args.seeds}\n")
     print("| run | mAP@0.5, median | per seed |")
     print("|---|---|---|")
     for name, values in results.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import tempfile
@@ -51,7 +52,8 @@ def cpu_description() -> str:
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     flags = set(fields.get("Flags", "").split())
     simd = [flag for flag in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni") if flag in flags]
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs, {' '.join(simd)}"
+    hidden = " (AVX-512 hidden from this process: scripts/hide_avx512.c)" if "hide_avx512" in os.environ.get("LD_PRELOAD", "") else ""
+    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs, {' '.join(simd)}{hidden}"
 
 
 def main() -> None:
