@@ -120,3 +120,20 @@ def test_batches_run_ahead_on_their_own_thread_and_surface_its_error(tmp_path, s
         batches.close()
     assert set(calls) == {"train-ahead"}
     assert not any(thread.is_alive() for thread in batches.threads)
+
+
+def test_an_unreadable_image_reaches_the_step_through_the_ahead_thread(tmp_path, small):
+    from dataset_files import write_darknet_folder
+    from detector.train.dataset import DatasetError, load_dataset
+    from detector.train.trainer import _Batches
+    cfg, net = small
+    root = write_darknet_folder(tmp_path / "data", {"a.png": "0 0.5 0.5 0.2 0.4\n"})
+    dataset = load_dataset(root)
+    (root / "images" / "a.png").write_bytes(b"not a picture")
+    batches = _Batches(dataset, net.spec, TrainOptions(str(tmp_path), batch=1), np.random.default_rng(0),
+                       ahead=lambda blob: blob)
+    try:
+        with pytest.raises(DatasetError, match="a.png: cannot read this image"):
+            batches.next()
+    finally:
+        batches.close()
