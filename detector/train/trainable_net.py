@@ -73,9 +73,9 @@ class TrainableNet(TinyYoloV1):
 
     @property
     def ahead(self):
-        """What the trainer may run on its batch thread, ahead of each step, or None: the frozen
-        layers when onnxruntime runs them (a session any thread may call). `step_forward` takes
-        its output."""
+        """What the trainer may run on a thread of its own, a batch ahead of the step, or None: the
+        frozen layers when onnxruntime runs them (a session any thread may call). `step_forward`
+        takes its output."""
         return self.frozen_features if self._frozen_session is not None else None
 
     def step_forward(self, inputs):
