@@ -92,16 +92,14 @@ def scene(seed: int, index: int, width: int, height: int) -> tuple:
         else:
             w = h = rng.uniform(0.1, 0.4) * min(width, height)
             w *= rng.uniform(0.8, 1.25)
-        for _attempt in range(10):  # at most a third of either box hidden; one object per grid cell's centre
-            cx, cy = rng.uniform(w / 2, width - w / 2), rng.uniform(h / 2, height - h / 2)
-            if all(_overlap((cx, cy, w, h), (bx * width, by * height, bw * width, bh * height)) < 1 / 3
-                   and np.hypot(cx - bx * width, cy - by * height) > width / 7 for bx, by, bw, bh in boxes):
-                break
-        else:
-            continue
-        (_bottle, _ring, _sign)[class_id](image, rng, cx, cy, w, h)
-        class_ids.append(class_id)
-        boxes.append((cx / width, cy / height, w / width, h / height))
+        # at most a third of either box hidden; one object per grid cell's centre
+        centre = shapes.place(rng, w, h, width, height, lambda cx, cy: all(
+            _overlap((cx, cy, w, h), (bx * width, by * height, bw * width, bh * height)) < 1 / 3
+            and np.hypot(cx - bx * width, cy - by * height) > width / 7 for bx, by, bw, bh in boxes))
+        if centre is not None:
+            (_bottle, _ring, _sign)[class_id](image, rng, *centre, w, h)
+            class_ids.append(class_id)
+            boxes.append((centre[0] / width, centre[1] / height, w / width, h / height))
     return image, np.array(class_ids, np.int32), np.array(boxes, np.float32).reshape(-1, 4)
 
 

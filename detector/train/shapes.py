@@ -76,6 +76,16 @@ def _size(rng, class_id: int, width: int, height: int) -> tuple:
     return d, d
 
 
+def place(rng, w: float, h: float, width: int, height: int, fits, attempts: int = 10) -> tuple | None:
+    """A centre (cx, cy) in pixels for a w x h box inside the image where `fits(cx, cy)` holds, drawn
+    up to `attempts` times; None when none fits."""
+    for _attempt in range(attempts):
+        cx, cy = rng.uniform(w / 2, width - w / 2), rng.uniform(h / 2, height - h / 2)
+        if fits(cx, cy):
+            return cx, cy
+    return None
+
+
 def generate(seed: int, index: int, width: int = 128, height: int = 128, max_objects: int = 3) -> tuple:
     """(image_bgr, class_ids, boxes_norm) of image `index` of the dataset with this seed."""
     rng = np.random.default_rng([seed, index])
@@ -84,13 +94,13 @@ def generate(seed: int, index: int, width: int = 128, height: int = 128, max_obj
     for _ in range(int(rng.integers(1, max_objects + 1))):
         class_id = int(rng.choice(3, p=(0.5, 0.25, 0.25)))
         w, h = _size(rng, class_id, width, height)
-        for _attempt in range(10):  # keep objects apart so each is visible and owns its grid cell
-            cx, cy = rng.uniform(w / 2, width - w / 2), rng.uniform(h / 2, height - h / 2)
-            if all(abs(cx - bx * width) > (w + bw * width) / 2 * 0.8 or abs(cy - by * height) > (h + bh * height) / 2 * 0.8
-                   for bx, by, bw, bh in boxes):
-                break
-        else:
+        # keep objects apart so each is visible and owns its grid cell
+        centre = place(rng, w, h, width, height, lambda cx, cy: all(
+            abs(cx - bx * width) > (w + bw * width) / 2 * 0.8 or abs(cy - by * height) > (h + bh * height) / 2 * 0.8
+            for bx, by, bw, bh in boxes))
+        if centre is None:
             continue
+        cx, cy = centre
         (_person, _box, _ball)[class_id](image, rng, cx, cy, w, h)
         class_ids.append(class_id)
         boxes.append((cx / width, cy / height, w / width, h / height))
