@@ -240,7 +240,9 @@ def test_refusals_of_who_may_post_and_how(daemon):
     assert status == 415 and "found 'none'" in error_of(answer)
     status, _, answer = post(port, good, [JSON, AUTH], content_length=False)
     assert status == 411 and "Content-Length" in error_of(answer)
-    status, _, answer = post(port, b'{"track_id": 1' + b" " * MAX_JSON_BYTES + b"}", [JSON, AUTH])
+    # refused on the declared length, unread; the body is not sent (the closed connection would meet a
+    # client still sending it with EPIPE or a reset before the answer is read)
+    status, _, answer = post(port, b"", [JSON, AUTH, ("Content-Length", str(MAX_JSON_BYTES + 1))], content_length=False)
     assert status == 413 and str(MAX_JSON_BYTES) in error_of(answer)
     status, _, answer = post(port, b"", [JSON, AUTH, ("Content-Length", "-5")], content_length=False)
     assert status == 411
