@@ -168,3 +168,16 @@ def test_one_place_builds_engines_and_predictors():
     for module in ("cli.py", "bench.py", "daemon/service.py", "train/evaluate.py"):
         source = (ROOT / "detector" / module).read_text()
         assert "build_predictor(" in source and "load_model(" not in source, module
+
+
+def test_train_defaults_in_the_table_are_the_library_defaults():
+    """`train` passes the table's defaults; TrainOptions' own defaults serve library callers
+    (scripts, tests). The two must not drift apart."""
+    import dataclasses
+    from detector.train.trainer import TrainOptions
+    library = {field.name: field.default for field in dataclasses.fields(TrainOptions)}
+    compared = [option.key for option in options_for("train") if option.key in library and option.default is not None]
+    assert {"batch", "augment", "image_cache_mb", "freeze", "seed"} <= set(compared)
+    for key in compared:
+        table = next(option for option in options_for("train") if option.key == key)
+        assert table.default == library[key], key
