@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from detector import bench
 from detector.model.decode import VOC_CLASSES
 from detector.model.network import random_model
 from detector.model.cfg import load_spec
@@ -48,12 +48,11 @@ def timed_run(data: Path, weights: Path, out: Path, iterations: int, batch: int,
 
 
 def cpu_description() -> str:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    simd = [flag for flag in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni") if flag in flags]
+    """bench's CPU line, and whether AVX-512 is hidden from this process (scripts/hide_avx512.c):
+    /proc/cpuinfo still lists it then."""
+    cpu = bench.cpu_description()
     hidden = " (AVX-512 hidden from this process: scripts/hide_avx512.c)" if "hide_avx512" in os.environ.get("LD_PRELOAD", "") else ""
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs, {' '.join(simd)}{hidden}"
+    return f"{cpu['model']}, {os.cpu_count()} CPUs, {' '.join(cpu['flags'])}{hidden}"
 
 
 def main() -> None:

@@ -319,12 +319,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def send_json_error(self, status: int, message: str) -> None:
         """A refused write: `{"error": message}`, what the pages show."""
-        body = json.dumps({"error": message}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_body(status, "application/json", json.dumps({"error": message}).encode())
 
     def route(self, path: str, query: str) -> None:
         raise NotImplementedError

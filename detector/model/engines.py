@@ -86,12 +86,12 @@ def onnxruntime_options():
     return options
 
 
-def onnxruntime_fp32_session(model: Model, layers: int | None = None):
+def onnxruntime_fp32_session(model: Model, layers: int | None = None, options=None):
     """An fp32 session of `model`'s graph with its parameters embedded (the first `layers` layers
-    only, if given: see onnx_graph.build_onnx), weights prepacked as the engine's default."""
+    only, if given: see onnx_graph.build_onnx); `options` default to onnxruntime_options()."""
     import onnxruntime as ort
     from .onnx_graph import build_onnx
-    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), onnxruntime_options(),
+    return ort.InferenceSession(build_onnx(model, layers=layers).SerializeToString(), options or onnxruntime_options(),
                                 providers=["CPUExecutionProvider"])
 
 
@@ -120,7 +120,7 @@ class OnnxRuntimeEngine(Engine):
         providers = ["CPUExecutionProvider"]
         mapped = self.model.mapped_file
         if mapped is None:
-            return ort.InferenceSession(build_onnx(self.model).SerializeToString(), options, providers=providers)
+            return onnxruntime_fp32_session(self.model, options=options)
         # Parameters from a weights file are read by onnxruntime from that file: the graph handed
         # over holds none of them, so no serialised copy exists beside the engine's own.
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(mapped.path.parent))
